@@ -1,0 +1,51 @@
+// Threading and deterministic reductions shared by every CPU family.
+//
+// Work is cut into chunks whose boundaries depend only on the problem size,
+// never on the thread count, and every partial sum is formed per chunk and then
+// added in chunk order: results are bit-identical for any number of threads.
+#pragma once
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+namespace lossx {
+namespace cpu {
+
+int effective_threads();
+
+// Calls f(begin, end) for consecutive chunks of [0, n) of `grain` items each.
+template <class F>
+void parallel_for(int64_t n, int64_t grain, F&& f) {
+  if (n <= 0) return;
+  grain = std::max<int64_t>(grain, 1);
+  const int64_t chunks = (n + grain - 1) / grain;
+  const int nt = static_cast<int>(std::min<int64_t>(effective_threads(), chunks));
+  if (nt <= 1) {
+    for (int64_t c = 0; c < chunks; ++c) f(c * grain, std::min(n, (c + 1) * grain));
+    return;
+  }
+#pragma omp parallel for num_threads(nt) schedule(static)
+  for (int64_t c = 0; c < chunks; ++c) f(c * grain, std::min(n, (c + 1) * grain));
+}
+
+// Rows per chunk so that one chunk touches about `target` elements.
+inline int64_t grain_for(int64_t row_len, int64_t target = 1 << 15) {
+  return std::max<int64_t>(1, target / std::max<int64_t>(row_len, 1));
+}
+
+// Deterministic sum in double: fixed blocks of 1024, summed in order.
+template <typename A>
+double det_sum(const A* v, int64_t n) {
+  constexpr int64_t kBlock = 1024;
+  double total = 0.0;
+  for (int64_t b = 0; b < n; b += kBlock) {
+    double part = 0.0;
+    const int64_t e = std::min(n, b + kBlock);
+    for (int64_t i = b; i < e; ++i) part += static_cast<double>(v[i]);
+    total += part;
+  }
+  return total;
+}
+
+}  // namespace cpu
+}  // namespace lossx

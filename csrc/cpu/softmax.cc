@@ -1,0 +1,676 @@
+// Row-softmax family on the CPU: cross_entropy (hard and soft targets, label
+// smoothing, class and sample weights, z-loss, softcap), nll_loss, log_softmax
+// and logsumexp. Highway kernels compiled for every target, dispatched at run
+// time.
+//
+// The fused sweep per row (the row stays in L1/L2 between touches):
+//   1. max and a finiteness check (the only pass that reads memory),
+//   2. s = sum exp(z - max), storing e = exp(z - max) into the gradient row,
+//   3. gradient = scale * (A * e / s - a) in place over e.
+// Rows holding NaN or +-inf take an exact scalar path in double so that
+// non-finite inputs give PyTorch's NaN/inf results instead of whatever the
+// clamped fast exp would make of them.
+
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "cpu/softmax.cc"
+#include "hwy/foreach_target.h"  // IWYU pragma: keep
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "cpu/convert.h"
+#include "cpu/softmax.h"
+#include "cpu/vecmath-inl.h"
+#include "hwy/highway.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace lossx {
+namespace cpu {
+namespace HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+
+// Max over the row, and whether every element is finite.
+template <class D>
+HWY_INLINE hn::TFromD<D> RowMax(D d, const hn::TFromD<D>* z, int64_t n, bool* finite) {
+  using T = hn::TFromD<D>;
+  const int64_t L = static_cast<int64_t>(hn::Lanes(d));
+  auto m0 = hn::Set(d, -std::numeric_limits<T>::infinity());
+  auto m1 = m0, m2 = m0, m3 = m0;
+  // x - x is 0 for finite x and NaN for NaN/inf, so the sum flags any of them.
+  auto f0 = hn::Zero(d), f1 = f0;
+  int64_t j = 0;
+  for (; j + 4 * L <= n; j += 4 * L) {
+    const auto x0 = hn::LoadU(d, z + j), x1 = hn::LoadU(d, z + j + L);
+    const auto x2 = hn::LoadU(d, z + j + 2 * L), x3 = hn::LoadU(d, z + j + 3 * L);
+    m0 = hn::Max(m0, x0);
+    m1 = hn::Max(m1, x1);
+    m2 = hn::Max(m2, x2);
+    m3 = hn::Max(m3, x3);
+    f0 = hn::Add(f0, hn::Add(hn::Sub(x0, x0), hn::Sub(x1, x1)));
+    f1 = hn::Add(f1, hn::Add(hn::Sub(x2, x2), hn::Sub(x3, x3)));
+  }
+  for (; j + L <= n; j += L) {
+    const auto x0 = hn::LoadU(d, z + j);
+    m0 = hn::Max(m0, x0);
+    f0 = hn::Add(f0, hn::Sub(x0, x0));
+  }
+  if (j < n) {
+    const auto x0 = LoadTail(d, z + j, static_cast<size_t>(n - j), z[0]);
+    m0 = hn::Max(m0, x0);
+    f0 = hn::Add(f0, hn::Sub(x0, x0));
+  }
+  m0 = hn::Max(hn::Max(m0, m1), hn::Max(m2, m3));
+  *finite = hn::GetLane(hn::SumOfLanes(d, hn::Add(f0, f1))) == T(0);
+  return hn::GetLane(hn::MaxOfLanes(d, m0));
+}
+
+// sum_j exp(z_j - m); stores the exponentials into e when kStore.
+template <bool kStore, class D>
+HWY_INLINE hn::TFromD<D> RowExpSum(D d, const hn::TFromD<D>* z, int64_t n, hn::TFromD<D> m,
+                                   hn::TFromD<D>* e) {
+  using T = hn::TFromD<D>;
+  const int64_t L = static_cast<int64_t>(hn::Lanes(d));
+  const auto vm = hn::Set(d, m);
+  auto s0 = hn::Zero(d), s1 = s0, s2 = s0, s3 = s0;
+  int64_t j = 0;
+  for (; j + 4 * L <= n; j += 4 * L) {
+    const auto e0 = FastExp(d, hn::Sub(hn::LoadU(d, z + j), vm));
+    const auto e1 = FastExp(d, hn::Sub(hn::LoadU(d, z + j + L), vm));
+    const auto e2 = FastExp(d, hn::Sub(hn::LoadU(d, z + j + 2 * L), vm));
+    const auto e3 = FastExp(d, hn::Sub(hn::LoadU(d, z + j + 3 * L), vm));
+    s0 = hn::Add(s0, e0);
+    s1 = hn::Add(s1, e1);
+    s2 = hn::Add(s2, e2);
+    s3 = hn::Add(s3, e3);
+    if (kStore) {
+      hn::StoreU(e0, d, e + j);
+      hn::StoreU(e1, d, e + j + L);
+      hn::StoreU(e2, d, e + j + 2 * L);
+      hn::StoreU(e3, d, e + j + 3 * L);
+    }
+  }
+  for (; j + L <= n; j += L) {
+    const auto e0 = FastExp(d, hn::Sub(hn::LoadU(d, z + j), vm));
+    s0 = hn::Add(s0, e0);
+    if (kStore) hn::StoreU(e0, d, e + j);
+  }
+  if (j < n) {
+    const size_t rem = static_cast<size_t>(n - j);
+    const auto x = LoadTail(d, z + j, rem, -std::numeric_limits<T>::infinity());
+    const auto e0 = FastExp(d, hn::Sub(x, vm));
+    s0 = hn::Add(s0, e0);
+    if (kStore) StoreTail(d, e0, e + j, rem);
+  }
+  return hn::GetLane(hn::SumOfLanes(d, hn::Add(hn::Add(s0, s1), hn::Add(s2, s3))));
+}
+
+// Applies y = f(vector) elementwise over n elements with a safe tail.
+template <class D, class F>
+HWY_INLINE void RowMap(D d, int64_t n, hn::TFromD<D>* out, F&& f) {
+  const int64_t L = static_cast<int64_t>(hn::Lanes(d));
+  int64_t j = 0;
+  for (; j + L <= n; j += L) hn::StoreU(f(j, hn::FirstN(d, L)), d, out + j);
+  if (j < n) {
+    const size_t rem = static_cast<size_t>(n - j);
+    StoreTail(d, f(j, hn::FirstN(d, rem)), out + j, rem);
+  }
+}
+
+template <class D>
+HWY_INLINE hn::Vec<D> LoadSafe(D d, const hn::TFromD<D>* p, int64_t j, int64_t n,
+                               hn::TFromD<D> pad = 0) {
+  const int64_t L = static_cast<int64_t>(hn::Lanes(d));
+  return j + L <= n ? hn::LoadU(d, p + j) : LoadTail(d, p + j, static_cast<size_t>(n - j), pad);
+}
+
+template <typename T>
+struct Scratch {
+  std::vector<T> z, e, t, w;
+  T* get(std::vector<T>& v, int64_t n) {
+    if (static_cast<int64_t>(v.size()) < n) v.resize(static_cast<size_t>(n));
+    return v.data();
+  }
+};
+
+template <typename T>
+Scratch<T>& ThreadScratch() {
+  static thread_local Scratch<T> s;
+  return s;
+}
+
+// Exact scalar path (double) for rows with NaN/inf: same formulas as the
+// vector path, written so that IEEE rules produce PyTorch's results.
+template <typename T>
+void CERowScalar(const CEJob& job, int64_t i, const T* z, const T* t, const T* w, T scale,
+                 T sw, T* loss_out, T* lse_out, T* g, T* gt) {
+  const int64_t C = job.C;
+  double m = -std::numeric_limits<double>::infinity();
+  bool has_nan = false;
+  for (int64_t j = 0; j < C; ++j) {
+    if (std::isnan(static_cast<double>(z[j]))) has_nan = true;
+    m = std::max(m, static_cast<double>(z[j]));
+  }
+  if (has_nan) m = std::numeric_limits<double>::quiet_NaN();
+  double s = 0;
+  for (int64_t j = 0; j < C; ++j) s += std::exp(static_cast<double>(z[j]) - m);
+  const double lse = m + std::log(s);
+  const double eps = job.eps, zl = job.z_loss;
+  auto wv = [&](int64_t j) { return w ? static_cast<double>(w[j]) : 1.0; };
+  double A = 0, az = 0;
+  if (job.labels) {
+    const int64_t y = job.labels[i];
+    A = (1 - eps) * wv(y);
+    az = (1 - eps) * wv(y) * static_cast<double>(z[y]);
+    if (eps > 0) {
+      for (int64_t j = 0; j < C; ++j) {
+        A += eps / C * wv(j);
+        az += eps / C * wv(j) * static_cast<double>(z[j]);
+      }
+    }
+  } else {
+    for (int64_t j = 0; j < C; ++j) {
+      const double a = wv(j) * ((1 - eps) * static_cast<double>(t[j]) + eps / C);
+      A += a;
+      az += a * static_cast<double>(z[j]);
+    }
+  }
+  double loss = A * lse - az;
+  if (zl != 0) loss += zl * lse * lse;
+  *loss_out = static_cast<T>(static_cast<double>(sw) * loss);
+  if (lse_out) *lse_out = static_cast<T>(lse);
+  if (g) {
+    const double coef = static_cast<double>(scale) * (A + 2 * zl * lse);
+    for (int64_t j = 0; j < C; ++j) {
+      double a;
+      if (job.labels) {
+        a = eps / C * wv(j) + (j == job.labels[i] ? (1 - eps) * wv(j) : 0.0);
+      } else {
+        a = wv(j) * ((1 - eps) * static_cast<double>(t[j]) + eps / C);
+      }
+      g[j] = static_cast<T>(coef * std::exp(static_cast<double>(z[j]) - lse) -
+                            static_cast<double>(scale) * a);
+    }
+  }
+  if (gt) {
+    for (int64_t j = 0; j < C; ++j)
+      gt[j] = static_cast<T>(static_cast<double>(scale) * (1 - eps) * wv(j) *
+                             (lse - static_cast<double>(z[j])));
+  }
+}
+
+template <typename T>
+void CERowsImpl(const CEJob& job, int64_t begin, int64_t end) {
+  const hn::ScalableTag<T> d;
+  const int64_t C = job.C;
+  const bool native = IsNative<T>(job.dtype);
+  const bool cap = job.softcap > 0;
+  const T eps = static_cast<T>(job.eps), zl = static_cast<T>(job.z_loss);
+  const T* w = static_cast<const T*>(job.weight);
+  const T* sw = static_cast<const T*>(job.sample_weight);
+  const T* scales = static_cast<const T*>(job.row_scale);
+  T* row_loss = static_cast<T*>(job.row_loss);
+  T* lse_out = static_cast<T*>(job.lse);
+  const bool want_grad = job.grad != nullptr;
+  Scratch<T>& sc = ThreadScratch<T>();
+
+  for (int64_t i = begin; i < end; ++i) {
+    const int64_t off = i * C;
+    int64_t y = -1;
+    bool ignored = false;
+    if (job.labels) {
+      y = job.labels[i];
+      ignored = y == job.ignore_index;
+    }
+    // Ignored rows: zero loss and exactly zero gradient, whatever the logits hold.
+    if (ignored) {
+      row_loss[i] = 0;
+      if (want_grad) {
+        std::memset(static_cast<char*>(job.grad) + off * dtype_size(job.dtype), 0,
+                    static_cast<size_t>(C) * dtype_size(job.dtype));
+      }
+      if (!lse_out) continue;
+    }
+    const T scale = (want_grad && scales) ? scales[i] : T(0);
+    const T swi = sw ? sw[i] : T(1);
+
+    // The row in the compute type: the input itself, or a converted/capped copy.
+    const T* z;
+    if (native && !cap) {
+      z = static_cast<const T*>(job.x) + off;
+    } else {
+      T* zb = sc.get(sc.z, C);
+      ConvertRow<T>(job.x, job.dtype, off, C, zb);
+      if (cap) {
+        const T s = static_cast<T>(job.softcap);
+        const auto vs = hn::Set(d, s), vinv = hn::Set(d, T(1) / s);
+        RowMap(d, C, zb, [&](int64_t j, auto) {
+          return hn::Mul(vs, hn::Tanh(d, hn::Mul(LoadSafe(d, zb, j, C), vinv)));
+        });
+      }
+      z = zb;
+    }
+    const T* t = nullptr;
+    if (!job.labels) {
+      if (native) {
+        t = static_cast<const T*>(job.target) + off;
+      } else {
+        T* tb = sc.get(sc.t, C);
+        ConvertRow<T>(job.target, job.dtype, off, C, tb);
+        t = tb;
+      }
+    }
+
+    bool finite;
+    const T m = RowMax(d, z, C, &finite);
+    const bool grad_row = want_grad && !ignored;
+    // Gradient written straight into the output when its type is the compute
+    // type and nothing later needs z at the same address (grad_target, in-place
+    // softcap are the cases that do).
+    T* g_native = (grad_row && native) ? static_cast<T*>(job.grad) + off : nullptr;
+    T* gt_native = (job.grad_target && native) ? static_cast<T*>(job.grad_target) + off : nullptr;
+    if (!finite) {
+      T* gb = grad_row ? sc.get(sc.e, C) : nullptr;
+      T* gtb = (job.grad_target && !ignored) ? sc.get(sc.w, C) : nullptr;
+      T lossv;
+      T lsev;
+      CERowScalar<T>(job, i, z, t, w, scale, swi, &lossv, &lsev, gb, gtb);
+      if (lse_out) lse_out[i] = lsev;
+      if (ignored) continue;
+      row_loss[i] = lossv;
+      if (gb) StoreRow<T>(gb, C, job.grad, job.dtype, off);
+      if (gtb) StoreRow<T>(gtb, C, job.grad_target, job.dtype, off);
+      continue;
+    }
+
+    // Coefficients of the loss  sum_k a_k (lse - z_k):  A = sum a_k, AZ = sum a_k z_k.
+    T A, AZ;
+    const T inv_c = T(1) / static_cast<T>(C);
+    if (job.labels) {
+      const T wy = ignored ? T(0) : (w ? w[y] : T(1));
+      A = (1 - eps) * wy;
+      AZ = ignored ? T(0) : A * z[y];
+      if (eps > 0) {
+        auto acc = hn::Zero(d);
+        const int64_t L = static_cast<int64_t>(hn::Lanes(d));
+        for (int64_t j = 0; j < C; j += L) {
+          const auto zv = LoadSafe(d, z, j, C);
+          acc = hn::MulAdd(w ? LoadSafe(d, w, j, C) : hn::Set(d, T(1)), zv, acc);
+        }
+        A += eps * static_cast<T>(job.weight_sum) * inv_c;
+        AZ += eps * inv_c * hn::GetLane(hn::SumOfLanes(d, acc));
+      }
+    } else {
+      auto acc = hn::Zero(d), asum = hn::Zero(d);
+      const int64_t L = static_cast<int64_t>(hn::Lanes(d));
+      const auto k1 = hn::Set(d, 1 - eps), k2 = hn::Set(d, eps * inv_c);
+      for (int64_t j = 0; j < C; j += L) {
+        // Padding lanes: t = 0 and w = 0 make a = 0 there.
+        auto a = hn::MulAdd(k1, LoadSafe(d, t, j, C), k2);
+        if (w) {
+          a = hn::Mul(a, LoadSafe(d, w, j, C));  // zero padding zeroes the tail
+        } else if (j + L > C) {
+          a = hn::IfThenElseZero(hn::FirstN(d, static_cast<size_t>(C - j)), a);
+        }
+        asum = hn::Add(asum, a);
+        acc = hn::MulAdd(a, LoadSafe(d, z, j, C), acc);
+      }
+      A = hn::GetLane(hn::SumOfLanes(d, asum));
+      AZ = hn::GetLane(hn::SumOfLanes(d, acc));
+    }
+
+    // Exponentials go where the gradient will be built.
+    T* e = nullptr;
+    if (grad_row) e = (g_native && !cap && !job.grad_target) ? g_native : sc.get(sc.e, C);
+    const T s = e ? RowExpSum<true>(d, z, C, m, e) : RowExpSum<false>(d, z, C, m, nullptr);
+    const T lse = m + std::log(s);
+    if (lse_out) lse_out[i] = lse;
+    if (ignored) continue;
+    T loss = A * lse - AZ;
+    if (zl != 0) loss += zl * lse * lse;
+    row_loss[i] = swi * loss;
+
+    if (grad_row) {
+      const auto coef = hn::Set(d, scale * (A + 2 * zl * lse) / s);
+      const auto capinv = hn::Set(d, cap ? T(1) / static_cast<T>(job.softcap) : T(0));
+      const auto one = hn::Set(d, T(1));
+      T* gout = g_native ? g_native : e;  // non-native: build in e, convert after
+      if (job.labels) {
+        const auto smooth = hn::Set(d, scale * eps * inv_c);
+        RowMap(d, C, gout, [&](int64_t j, auto) {
+          auto g = hn::Mul(coef, LoadSafe(d, e, j, C));
+          if (eps > 0) g = hn::NegMulAdd(smooth, w ? LoadSafe(d, w, j, C) : one, g);
+          if (cap) {
+            const auto zc = hn::Mul(LoadSafe(d, z, j, C), capinv);
+            g = hn::Mul(g, hn::NegMulAdd(zc, zc, one));
+          }
+          return g;
+        });
+        const T wy = w ? w[y] : T(1);
+        T corr = scale * (1 - eps) * wy;
+        if (cap) {
+          const T zc = z[y] / static_cast<T>(job.softcap);
+          corr *= (1 - zc * zc);
+        }
+        gout[y] -= corr;
+      } else {
+        const auto k1 = hn::Set(d, scale * (1 - eps)), k2 = hn::Set(d, scale * eps * inv_c);
+        RowMap(d, C, gout, [&](int64_t j, auto) {
+          auto a = hn::MulAdd(k1, LoadSafe(d, t, j, C), k2);
+          if (w) a = hn::Mul(a, LoadSafe(d, w, j, C));
+          auto g = hn::Sub(hn::Mul(coef, LoadSafe(d, e, j, C)), a);
+          if (cap) {
+            const auto zc = hn::Mul(LoadSafe(d, z, j, C), capinv);
+            g = hn::Mul(g, hn::NegMulAdd(zc, zc, one));
+          }
+          return g;
+        });
+      }
+      if (!g_native) StoreRow<T>(gout, C, job.grad, job.dtype, off);
+    }
+    if (job.grad_target) {
+      // d loss / d t_c = scale (1 - eps) w_c (lse - z_c)
+      T* gt = gt_native ? gt_native : sc.get(sc.w, C);
+      const auto k = hn::Set(d, scale * (1 - eps));
+      const auto vlse = hn::Set(d, lse);
+      RowMap(d, C, gt, [&](int64_t j, auto) {
+        auto g = hn::Mul(k, hn::Sub(vlse, LoadSafe(d, z, j, C)));
+        if (w) g = hn::Mul(g, LoadSafe(d, w, j, C));
+        return g;
+      });
+      if (!gt_native) StoreRow<T>(gt, C, job.grad_target, job.dtype, off);
+    }
+  }
+}
+
+void CERowsF32(const CEJob& job, int64_t begin, int64_t end) { CERowsImpl<float>(job, begin, end); }
+void CERowsF64(const CEJob& job, int64_t begin, int64_t end) { CERowsImpl<double>(job, begin, end); }
+
+// log_softmax / logsumexp over rows, forward and backward.
+template <typename T>
+void SoftmaxRowsImpl(const SoftmaxJob& job, int64_t begin, int64_t end) {
+  const hn::ScalableTag<T> d;
+  const int64_t C = job.cols;
+  const bool native = IsNative<T>(job.dtype);
+  Scratch<T>& sc = ThreadScratch<T>();
+  for (int64_t i = begin; i < end; ++i) {
+    const int64_t off = i * C;
+    const T* z;
+    if (native) {
+      z = static_cast<const T*>(job.x) + off;
+    } else {
+      T* zb = sc.get(sc.z, C);
+      ConvertRow<T>(job.x, job.dtype, off, C, zb);
+      z = zb;
+    }
+    bool finite;
+    T m = RowMax(d, z, C, &finite);
+    T lse;
+    if (finite) {
+      lse = m + std::log(RowExpSum<false>(d, z, C, m, nullptr));
+    } else {
+      double md = -std::numeric_limits<double>::infinity(), s = 0;
+      bool nan = false;
+      for (int64_t j = 0; j < C; ++j) {
+        nan |= std::isnan(static_cast<double>(z[j]));
+        md = std::max(md, static_cast<double>(z[j]));
+      }
+      if (nan) md = std::numeric_limits<double>::quiet_NaN();
+      for (int64_t j = 0; j < C; ++j) s += std::exp(static_cast<double>(z[j]) - md);
+      lse = static_cast<T>(md + std::log(s));
+    }
+    // Forward output.
+    if (job.out) {
+      if (job.log_softmax) {
+        T* o = native ? static_cast<T*>(job.out) + off : sc.get(sc.e, C);
+        const auto vl = hn::Set(d, lse);
+        RowMap(d, C, o, [&](int64_t j, auto) { return hn::Sub(LoadSafe(d, z, j, C), vl); });
+        if (!native) StoreRow<T>(o, C, job.out, job.dtype, off);
+      } else {
+        StoreRow<T>(&lse, 1, job.out, job.dtype, i);
+      }
+    }
+    if (!job.grad_input) continue;
+    const auto vl = hn::Set(d, lse);
+    T* gi = native ? static_cast<T*>(job.grad_input) + off : sc.get(sc.t, C);
+    if (job.log_softmax) {
+      // grad_in = g - softmax * sum(g)
+      const T* g = nullptr;
+      if (job.grad_output) {
+        if (native) {
+          g = static_cast<const T*>(job.grad_output) + off;
+        } else {
+          T* gb = sc.get(sc.w, C);
+          ConvertRow<T>(job.grad_output, job.dtype, off, C, gb);
+          g = gb;
+        }
+      }
+      T gsum = static_cast<T>(C);
+      if (g) {
+        auto acc = hn::Zero(d);
+        for (int64_t j = 0; j < C; j += static_cast<int64_t>(hn::Lanes(d)))
+          acc = hn::Add(acc, LoadSafe(d, g, j, C));
+        gsum = hn::GetLane(hn::SumOfLanes(d, acc));
+      }
+      const auto vs = hn::Set(d, gsum);
+      const auto one = hn::Set(d, T(1));
+      RowMap(d, C, gi, [&](int64_t j, auto) {
+        const auto p = FastExp(d, hn::Sub(LoadSafe(d, z, j, C), vl));
+        return hn::NegMulAdd(p, vs, g ? LoadSafe(d, g, j, C) : one);
+      });
+    } else {
+      const T go = job.grad_output ? LoadAs<T>(job.grad_output, job.dtype, i) : T(1);
+      const auto vg = hn::Set(d, go);
+      RowMap(d, C, gi, [&](int64_t j, auto) {
+        return hn::Mul(vg, FastExp(d, hn::Sub(LoadSafe(d, z, j, C), vl)));
+      });
+    }
+    if (!native) StoreRow<T>(gi, C, job.grad_input, job.dtype, off);
+  }
+}
+
+void SoftmaxRowsF32(const SoftmaxJob& job, int64_t b, int64_t e) { SoftmaxRowsImpl<float>(job, b, e); }
+void SoftmaxRowsF64(const SoftmaxJob& job, int64_t b, int64_t e) { SoftmaxRowsImpl<double>(job, b, e); }
+
+// Float32 exp accuracy probe for the tests: max ulp error of FastExp vs double.
+double ExpMaxUlp(const float* x, int64_t n) {
+  const hn::ScalableTag<float> d;
+  const int64_t L = static_cast<int64_t>(hn::Lanes(d));
+  double worst = 0;
+  for (int64_t j = 0; j < n; j += L) {
+    HWY_ALIGN float out[hn::MaxLanes(d)];
+    hn::Store(FastExp(d, LoadSafe(d, x, j, n)), d, out);
+    for (int64_t k = 0; k < L && j + k < n; ++k) {
+      const double ref = std::exp(static_cast<double>(x[j + k]));
+      const float rf = static_cast<float>(ref);
+      const double ulp = std::nextafter(rf, std::numeric_limits<float>::infinity()) - rf;
+      worst = std::max(worst, std::fabs(static_cast<double>(out[k]) - ref) / ulp);
+    }
+  }
+  return worst;
+}
+
+}  // namespace HWY_NAMESPACE
+}  // namespace cpu
+}  // namespace lossx
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+#include <algorithm>
+#include <cstdio>
+
+#include "cpu/parallel.h"
+
+namespace lossx {
+namespace cpu {
+
+HWY_EXPORT(CERowsF32);
+HWY_EXPORT(CERowsF64);
+HWY_EXPORT(SoftmaxRowsF32);
+HWY_EXPORT(SoftmaxRowsF64);
+HWY_EXPORT(ExpMaxUlp);
+
+double exp_max_ulp(const float* x, int64_t n) { return HWY_DYNAMIC_DISPATCH(ExpMaxUlp)(x, n); }
+
+namespace {
+
+Status fail(StatusInfo* info, Status code, const char* msg, int64_t pos = -1, int64_t val = 0) {
+  if (info) {
+    info->code = code;
+    info->position = pos;
+    info->value = val;
+    std::snprintf(info->message, sizeof(info->message), "%s", msg);
+  }
+  return code;
+}
+
+template <typename A>
+Status CrossEntropyImpl(const CrossEntropyArgs& a, StatusInfo* info) {
+  const int64_t N = a.rows, C = a.classes;
+  const A* w = static_cast<const A*>(a.weight);
+  const A* sw = static_cast<const A*>(a.sample_weight);
+  const bool hard = a.labels != nullptr;
+  const bool want_grad = a.grad_logits != nullptr || a.grad_target != nullptr;
+
+  // Labels: range check (first offending position, independent of threads)
+  // and the normaliser of the mean.
+  double norm = 0.0;
+  if (hard) {
+    double wsum = 0, wswsum = 0;
+    int64_t valid = 0;
+    for (int64_t i = 0; i < N; ++i) {
+      const int64_t y = a.labels[i];
+      if (y == a.ignore_index) continue;
+      if (y < 0 || y >= C) {
+        char msg[160];
+        std::snprintf(msg, sizeof(msg), "label %lld at position %lld is out of range [0, %lld)",
+                      static_cast<long long>(y), static_cast<long long>(i),
+                      static_cast<long long>(C));
+        return fail(info, Status::kIndexError, msg, i, y);
+      }
+      ++valid;
+      const double wy = w ? static_cast<double>(w[y]) : 1.0;
+      wsum += wy;
+      wswsum += wy * (sw ? static_cast<double>(sw[i]) : 1.0);
+    }
+    switch (a.normalizer) {
+      case Normalizer::kAuto: norm = wsum; break;
+      case Normalizer::kValid: norm = static_cast<double>(valid); break;
+      case Normalizer::kWeights: norm = wswsum; break;
+      case Normalizer::kValue: norm = a.normalizer_value; break;
+    }
+  } else {
+    switch (a.normalizer) {
+      case Normalizer::kAuto:
+      case Normalizer::kValid: norm = static_cast<double>(N); break;
+      case Normalizer::kWeights: norm = sw ? det_sum(sw, N) : static_cast<double>(N); break;
+      case Normalizer::kValue: norm = a.normalizer_value; break;
+    }
+  }
+  if (a.log_probs_input && !hard) return fail(info, Status::kInvalidArgument, "nll_loss needs integer labels");
+
+  // d(returned loss)/d(loss_i) per row.
+  std::vector<A> scale;
+  const A* go = static_cast<const A*>(a.grad_output);
+  if (want_grad) {
+    scale.resize(static_cast<size_t>(N));
+    const double base = a.reduction == Reduction::kMean ? 1.0 / norm : 1.0;
+    for (int64_t i = 0; i < N; ++i) {
+      double s = base * (sw ? static_cast<double>(sw[i]) : 1.0);
+      if (go) s *= static_cast<double>(a.reduction == Reduction::kNone ? go[i] : go[0]);
+      if (hard && a.labels[i] == a.ignore_index) s = 0.0;
+      scale[static_cast<size_t>(i)] = static_cast<A>(s);
+    }
+  }
+
+  std::vector<A> row_loss_buf;
+  A* row_loss = static_cast<A*>(a.loss);
+  if (a.reduction != Reduction::kNone) {
+    row_loss_buf.resize(static_cast<size_t>(N));
+    row_loss = row_loss_buf.data();
+  }
+
+  if (a.log_probs_input) {
+    // nll_loss: loss_i = -sw_i w[y] x[y]; the gradient is one entry per row.
+    const size_t es = dtype_size(a.dtype);
+    parallel_for(N, grain_for(C), [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) {
+        const int64_t y = a.labels[i];
+        if (a.grad_logits)
+          std::memset(static_cast<char*>(a.grad_logits) + i * C * es, 0, static_cast<size_t>(C) * es);
+        if (y == a.ignore_index) {
+          row_loss[i] = 0;
+          continue;
+        }
+        const A wy = w ? w[y] : A(1);
+        const A xv = LoadAs<A>(a.logits, a.dtype, i * C + y);
+        row_loss[i] = -(sw ? sw[i] : A(1)) * wy * xv;
+        if (a.grad_logits) {
+          const A gv = -scale[static_cast<size_t>(i)] * wy;
+          StoreAs<A>(gv, a.grad_logits, a.dtype, i * C + y);
+        }
+      }
+    });
+  } else {
+    CEJob job;
+    job.dtype = a.dtype;
+    job.C = C;
+    job.x = a.logits;
+    job.labels = a.labels;
+    job.target = a.target;
+    job.weight = a.weight;
+    job.weight_sum = w ? det_sum(w, C) : static_cast<double>(C);
+    job.sample_weight = a.sample_weight;
+    job.ignore_index = a.ignore_index;
+    job.eps = a.label_smoothing;
+    job.z_loss = a.z_loss;
+    job.softcap = a.softcap;
+    job.row_scale = want_grad ? scale.data() : nullptr;
+    job.row_loss = row_loss;
+    job.lse = a.lse;
+    job.grad = a.grad_logits;
+    job.grad_target = a.grad_target;
+    parallel_for(N, grain_for(C), [&](int64_t b, int64_t e) {
+      if (sizeof(A) == 8) {
+        HWY_DYNAMIC_DISPATCH(CERowsF64)(job, b, e);
+      } else {
+        HWY_DYNAMIC_DISPATCH(CERowsF32)(job, b, e);
+      }
+    });
+  }
+
+  if (a.reduction != Reduction::kNone) {
+    double total = det_sum(row_loss, N);
+    if (a.reduction == Reduction::kMean) total /= norm;
+    static_cast<A*>(a.loss)[0] = static_cast<A>(total);
+  }
+  return Status::kOk;
+}
+
+template <typename A>
+Status SoftmaxImpl(const SoftmaxArgs& a) {
+  SoftmaxJob job{a.dtype, a.cols, a.input, a.log_softmax, a.out, a.grad_output, a.grad_input};
+  parallel_for(a.rows, grain_for(a.cols), [&](int64_t b, int64_t e) {
+    if (sizeof(A) == 8) {
+      HWY_DYNAMIC_DISPATCH(SoftmaxRowsF64)(job, b, e);
+    } else {
+      HWY_DYNAMIC_DISPATCH(SoftmaxRowsF32)(job, b, e);
+    }
+  });
+  return Status::kOk;
+}
+
+}  // namespace
+
+Status cpu_cross_entropy(const CrossEntropyArgs& a, StatusInfo* info) {
+  return acc_is_f64(a.dtype) ? CrossEntropyImpl<double>(a, info) : CrossEntropyImpl<float>(a, info);
+}
+
+Status cpu_softmax_family(const SoftmaxArgs& a, StatusInfo*) {
+  return acc_is_f64(a.dtype) ? SoftmaxImpl<double>(a) : SoftmaxImpl<float>(a);
+}
+
+}  // namespace cpu
+}  // namespace lossx
+#endif  // HWY_ONCE

@@ -1,0 +1,74 @@
+// The one dispatch table: (loss family, device) -> implementation. dtype
+// dispatch happens inside each backend (one templated kernel per compute type,
+// SIMD target chosen by Highway at run time). Combinations that do not exist
+// return a clear status instead of failing somewhere deeper.
+#include <cstdio>
+
+#include "cpu/softmax.h"
+#include "lossx/lossx.h"
+#ifdef LOSSX_WITH_CUDA
+#include "lossx/cuda.h"
+#endif
+
+namespace lossx {
+namespace {
+
+Status fail(StatusInfo* info, Status code, const char* msg) {
+  if (info) {
+    info->code = code;
+    std::snprintf(info->message, sizeof(info->message), "%s", msg);
+  }
+  return code;
+}
+
+Status no_cuda(StatusInfo* info) {
+  return fail(info, Status::kNotCompiled,
+              "this lossx was built without CUDA (nvcc was not found at build time); "
+              "rebuild with LOSSX_CUDA=ON to use GPU arrays");
+}
+
+bool valid_dtype(DType d) {
+  return d == DType::kF32 || d == DType::kF64 || d == DType::kF16 || d == DType::kBF16;
+}
+
+}  // namespace
+
+Status cross_entropy(const CrossEntropyArgs& a, StatusInfo* info) {
+  if (!valid_dtype(a.dtype)) return fail(info, Status::kUnsupported, "unsupported dtype");
+  if (a.rows < 0 || a.classes < 1) return fail(info, Status::kInvalidArgument, "need rows >= 0 and classes >= 1");
+  if ((a.labels == nullptr) == (a.target == nullptr))
+    return fail(info, Status::kInvalidArgument, "give exactly one of labels and target");
+  if (!(a.label_smoothing >= 0.0 && a.label_smoothing <= 1.0))
+    return fail(info, Status::kInvalidArgument, "label_smoothing must be in [0, 1]");
+  if (!(a.softcap >= 0.0)) return fail(info, Status::kInvalidArgument, "softcap must be >= 0");
+  if (a.loss == nullptr) return fail(info, Status::kInvalidArgument, "loss output is required");
+  switch (a.device) {
+    case Device::kCPU:
+      return cpu::cpu_cross_entropy(a, info);
+    case Device::kCUDA:
+#ifdef LOSSX_WITH_CUDA
+      return cuda::cross_entropy(a, info);
+#else
+      return no_cuda(info);
+#endif
+  }
+  return fail(info, Status::kUnsupported, "unknown device");
+}
+
+Status softmax_family(const SoftmaxArgs& a, StatusInfo* info) {
+  if (!valid_dtype(a.dtype)) return fail(info, Status::kUnsupported, "unsupported dtype");
+  if (a.rows < 0 || a.cols < 1) return fail(info, Status::kInvalidArgument, "need rows >= 0 and cols >= 1");
+  switch (a.device) {
+    case Device::kCPU:
+      return cpu::cpu_softmax_family(a, info);
+    case Device::kCUDA:
+#ifdef LOSSX_WITH_CUDA
+      return cuda::softmax_family(a, info);
+#else
+      return no_cuda(info);
+#endif
+  }
+  return fail(info, Status::kUnsupported, "unknown device");
+}
+
+}  // namespace lossx

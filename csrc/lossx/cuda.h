@@ -1,0 +1,15 @@
+// The CUDA backend's entry points (implemented in cuda/*.cu). Same argument
+// structs as the CPU path; pointers are device pointers and `stream` is a
+// cudaStream_t. Plain C++: no CUDA types leak into this header.
+#pragma once
+#include "lossx/lossx.h"
+
+namespace lossx {
+namespace cuda {
+
+int device_count();  // 0 when no driver or no GPU; never throws
+Status cross_entropy(const CrossEntropyArgs& args, StatusInfo* info);
+Status softmax_family(const SoftmaxArgs& args, StatusInfo* info);
+
+}  // namespace cuda
+}  // namespace lossx

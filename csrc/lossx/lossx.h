@@ -1,0 +1,103 @@
+// lossx plain C++ API: pointers + sizes + options -> Status.
+// No pybind11, Highway or CUDA types here: the C++ benchmark and any C++ user
+// include only this header and link liblossx_core.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+namespace lossx {
+
+enum class DType : int { kF32 = 0, kF64 = 1, kF16 = 2, kBF16 = 3 };
+enum class Device : int { kCPU = 0, kCUDA = 1 };
+enum class Reduction : int { kNone = 0, kMean = 1, kSum = 2 };
+
+enum class Status : int {
+  kOk = 0,
+  kInvalidArgument = 1,  // -> ValueError
+  kIndexError = 2,       // label out of range -> IndexError (position, value)
+  kNotCompiled = 3,      // e.g. CUDA requested but not built -> RuntimeError
+  kDeviceError = 4,      // CUDA runtime error -> RuntimeError
+  kUnsupported = 5,      // dtype/device combination has no kernel -> TypeError
+};
+
+// Filled on failure. `position` is the flat index of the first offending
+// element (smallest index, whatever the thread count), `value` its value.
+struct StatusInfo {
+  Status code = Status::kOk;
+  int64_t position = -1;
+  int64_t value = 0;
+  char message[256] = {0};
+};
+
+// The accumulation type: float64 for float64 inputs, float32 for every other
+// dtype. Losses, lse, weights, sample weights and grad_output use it.
+inline bool acc_is_f64(DType d) { return d == DType::kF64; }
+inline size_t dtype_size(DType d) { return d == DType::kF64 ? 8 : d == DType::kF32 ? 4 : 2; }
+
+// How a mean is normalised when sample weights are given (PyTorch semantics
+// when they are not: sum of class weights of the non-ignored targets).
+enum class Normalizer : int {
+  kAuto = 0,     // PyTorch: sum_i w[y_i] over non-ignored rows (rows count for soft targets)
+  kValid = 1,    // number of non-ignored rows
+  kWeights = 2,  // sum_i w[y_i] * sample_weight_i over non-ignored rows
+  kValue = 3,    // normalizer_value
+};
+
+// Row-softmax family: cross_entropy (hard or soft targets) and nll_loss.
+// Logits are `rows x classes`, row-major and contiguous (the Python layer moves
+// the class axis last and copies once when needed).
+struct CrossEntropyArgs {
+  DType dtype = DType::kF32;
+  Device device = Device::kCPU;
+  void* stream = nullptr;  // cudaStream_t for Device::kCUDA
+  int64_t rows = 0, classes = 0;
+  const void* logits = nullptr;
+  bool log_probs_input = false;   // nll_loss: `logits` already hold log-probabilities
+  const int64_t* labels = nullptr;  // hard labels (rows), or nullptr with target
+  const void* target = nullptr;     // soft targets (rows x classes, dtype), or nullptr
+  const void* weight = nullptr;     // class weights (classes, acc type) or nullptr
+  const void* sample_weight = nullptr;  // per-row weights (rows, acc type) or nullptr
+  int64_t ignore_index = -100;
+  double label_smoothing = 0.0;
+  double z_loss = 0.0;   // coefficient of lse^2 added to every non-ignored row
+  double softcap = 0.0;  // 0: off; else logits -> softcap * tanh(logits / softcap)
+  Reduction reduction = Reduction::kMean;
+  Normalizer normalizer = Normalizer::kAuto;
+  double normalizer_value = 1.0;
+  // Outputs (any may be nullptr when not wanted, except loss).
+  void* loss = nullptr;         // acc type: rows values for kNone, else one value
+  void* lse = nullptr;          // acc type, rows values
+  void* grad_logits = nullptr;  // dtype, rows x classes; may equal `logits` (in place)
+  void* grad_target = nullptr;  // dtype, rows x classes (soft targets only)
+  const void* grad_output = nullptr;  // acc type: one value, or rows values for kNone; nullptr = 1
+};
+
+Status cross_entropy(const CrossEntropyArgs& args, StatusInfo* info);
+
+// log_softmax / logsumexp over the last axis of a `rows x cols` contiguous array.
+struct SoftmaxArgs {
+  DType dtype = DType::kF32;
+  Device device = Device::kCPU;
+  void* stream = nullptr;
+  int64_t rows = 0, cols = 0;
+  const void* input = nullptr;
+  bool log_softmax = true;  // false: logsumexp
+  void* out = nullptr;      // log_softmax: dtype rows x cols; logsumexp: dtype rows
+  const void* grad_output = nullptr;  // same shape/dtype as out; nullptr = ones
+  void* grad_input = nullptr;         // dtype rows x cols, or nullptr
+};
+
+Status softmax_family(const SoftmaxArgs& args, StatusInfo* info);
+
+// Runtime information and control.
+int num_threads();
+void set_num_threads(int n);          // n <= 0: OpenMP default
+const char* simd_target();            // the target HWY_DYNAMIC_DISPATCH picks now
+// compiled=false: targets compiled in AND supported by this CPU; true: all compiled.
+int simd_targets(const char** names, int max, bool compiled = false);
+bool force_simd_target(const char* name);  // private test hook; "" resets
+bool cuda_compiled();
+bool cuda_available();
+const char* version();
+
+}  // namespace lossx

@@ -1,0 +1,47 @@
+"""lossx: loss functions with fused value + gradient on SIMD CPUs and CUDA GPUs.
+
+    import numpy as np, lossx
+    loss = lossx.cross_entropy(logits, labels)
+    loss, dlogits = lossx.cross_entropy(logits, labels, return_grad=True)
+"""
+from __future__ import annotations
+
+import os as _os
+
+from . import _core
+from ._catalog import CATALOG
+from .softmax import cross_entropy, log_softmax, logsumexp, nll_loss
+
+__version__ = _core.version()
+
+
+def set_num_threads(n: int) -> None:
+    """Threads used by the CPU kernels (n <= 0: OpenMP's default). Results are
+    bit-identical for any thread count."""
+    _core.set_num_threads(int(n))
+
+
+def get_num_threads() -> int:
+    return _core.num_threads()
+
+
+def info() -> dict:
+    """Build and runtime facts: version, SIMD targets, threads, CUDA."""
+    return {
+        "version": __version__,
+        "simd_target": _core.simd_target(),
+        "simd_targets_compiled": list(_core.simd_targets(True)),
+        "simd_targets_supported": list(_core.simd_targets(False)),
+        "openmp_threads": _core.num_threads(),
+        "cuda_compiled": bool(_core.cuda_compiled()),
+        "cuda_available": bool(_core.cuda_available()),
+    }
+
+
+if _os.environ.get("LOSSX_NUM_THREADS"):
+    try:
+        set_num_threads(int(_os.environ["LOSSX_NUM_THREADS"]))
+    except ValueError as _e:  # a typo in the variable should not break import silently
+        raise ValueError(f"LOSSX_NUM_THREADS must be an integer, got {_os.environ['LOSSX_NUM_THREADS']!r}") from _e
+
+__all__ = ["set_num_threads", "get_num_threads", "info", *CATALOG]

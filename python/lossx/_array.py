@@ -1,0 +1,87 @@
+"""Array plumbing shared by every loss: dtype codes, validation helpers,
+device detection. Kept small and branch-light: it runs on every call."""
+from __future__ import annotations
+
+import numpy as np
+
+from . import _core
+
+# Storage dtypes the kernels accept -> code passed to the C++ layer.
+F32, F64, F16, BF16 = 0, 1, 2, 3
+_FLOAT_CODES = {np.dtype(np.float32): F32, np.dtype(np.float64): F64, np.dtype(np.float16): F16}
+try:  # bfloat16 comes from ml_dtypes when installed
+    import ml_dtypes as _ml
+
+    _FLOAT_CODES[np.dtype(_ml.bfloat16)] = BF16
+except ImportError:  # pragma: no cover - ml_dtypes is a test dependency
+    _ml = None
+
+REDUCTIONS = {"none": 0, "mean": 1, "sum": 2}
+_ACC = {F32: np.dtype(np.float32), F64: np.dtype(np.float64), F16: np.dtype(np.float32), BF16: np.dtype(np.float32)}
+
+CPU, CUDA = 0, 1
+
+
+def float_code(name: str, arg: str, dt: np.dtype) -> int:
+    code = _FLOAT_CODES.get(dt)
+    if code is None:
+        raise TypeError(
+            f"{name}: {arg} must be float32, float64, float16 or bfloat16, got {dt}"
+        )
+    return code
+
+
+def acc_dtype(code: int) -> np.dtype:
+    """float64 for float64 inputs, float32 for every other dtype."""
+    return _ACC[code]
+
+
+def is_float_dtype(dt: np.dtype) -> bool:
+    return dt in _FLOAT_CODES
+
+
+def reduction_code(name: str, reduction: str, allowed=REDUCTIONS) -> int:
+    code = allowed.get(reduction) if isinstance(reduction, str) else None
+    if code is None:
+        raise ValueError(
+            f"{name}: reduction must be one of {sorted(allowed)}, got {reduction!r}"
+        )
+    return code
+
+
+def as_labels(name: str, target: np.ndarray) -> np.ndarray:
+    """Integer labels as contiguous int64 (no copy when they already are)."""
+    if target.dtype.kind not in "iu":
+        raise TypeError(f"{name}: integer labels required, got dtype {target.dtype}")
+    return np.ascontiguousarray(target, dtype=np.int64)
+
+
+def is_gpu(x) -> bool:
+    """True for arrays living on a CUDA device (CuPy, PyTorch, Numba, JAX)."""
+    if isinstance(x, np.ndarray):
+        return False
+    if hasattr(x, "__cuda_array_interface__"):
+        return True
+    dev = getattr(x, "__dlpack_device__", None)
+    if dev is not None:
+        try:
+            return dev()[0] in (2, 13)  # kDLCUDA, kDLCUDAManaged
+        except Exception:  # noqa: BLE001 - any failure means "not a GPU array"
+            return False
+    return False
+
+
+def require_cuda(name: str):
+    if not _core.cuda_compiled():
+        raise RuntimeError(
+            f"{name}: got a GPU array, but this lossx was built without CUDA "
+            "(nvcc was not found at build time); rebuild with LOSSX_CUDA=ON"
+        )
+    if not _core.cuda_available():
+        raise RuntimeError(f"{name}: got a GPU array, but no CUDA device/driver is usable")
+
+
+def shape_error(name: str, what: str, a_name: str, a_shape, b_name: str, b_shape) -> ValueError:
+    return ValueError(
+        f"{name}: {what}: {a_name} has shape {tuple(a_shape)} but {b_name} has shape {tuple(b_shape)}"
+    )

@@ -1,0 +1,107 @@
+"""Array backends: the few array operations the loss wrappers need, for each
+array library lossx accepts. NumPy arrays run on the CPU; GPU arrays (CuPy,
+PyTorch, JAX, Numba) are handled by lossx._gpu, which implements the same
+interface for device memory so that outputs come from the caller's library.
+
+Interface (duck-typed):
+  device, stream                      -> ints passed to _core
+  asarray(x)                          -> array of this backend (no copy when possible)
+  dtype_code(a, fn, argname)          -> lossx dtype code (TypeError otherwise)
+  is_int(a)                           -> integer dtype?
+  labels(a)                           -> contiguous int64 copy/view
+  contiguous(a, code=None)            -> C-contiguous (cast to dtype code when given)
+  move_last(a, axis), move_back(a, axis)
+  empty(shape, code_or_acc)           -> new array of the caller's library
+  full(shape, value, code)            -> filled array
+  arg(a)                              -> what _core takes for a (array or pointer)
+  scalar(a)                           -> reduced loss as the caller expects
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import _array as A
+
+
+class NumpyBackend:
+    device = A.CPU
+    stream = 0
+
+    @staticmethod
+    def asarray(x):
+        return x if isinstance(x, np.ndarray) else np.asarray(x)
+
+    @staticmethod
+    def dtype_code(a, fn, argname):
+        return A.float_code(fn, argname, a.dtype)
+
+    @staticmethod
+    def is_int(a):
+        return a.dtype.kind in "iu"
+
+    @staticmethod
+    def is_float(a):
+        return A.is_float_dtype(a.dtype)
+
+    @staticmethod
+    def labels(a):
+        return np.ascontiguousarray(a, dtype=np.int64)
+
+    @staticmethod
+    def contiguous(a, code=None):
+        if code is None:
+            return np.ascontiguousarray(a)
+        return np.ascontiguousarray(a, dtype=_np_dtype(code))
+
+    @staticmethod
+    def move_last(a, axis):
+        return np.moveaxis(a, axis, -1)
+
+    @staticmethod
+    def move_back(a, axis):
+        return np.moveaxis(a, -1, axis)
+
+    @staticmethod
+    def empty(shape, code):
+        return np.empty(shape, dtype=_np_dtype(code))
+
+    @staticmethod
+    def arg(a):
+        return a
+
+    @staticmethod
+    def scalar(a):
+        return a[0]
+
+    @staticmethod
+    def writable(a):
+        return a.flags.writeable and a.flags.c_contiguous
+
+
+# dtype code -> NumPy dtype; "acc:<code>" style lookups use ACC_* codes below.
+ACC_OFFSET = 100  # code + ACC_OFFSET means "the accumulation dtype of code"
+
+
+def _np_dtype(code):
+    if code >= ACC_OFFSET:
+        return A.acc_dtype(code - ACC_OFFSET)
+    return _NP_DTYPES[code]
+
+
+_NP_DTYPES = {A.F32: np.dtype(np.float32), A.F64: np.dtype(np.float64), A.F16: np.dtype(np.float16)}
+if A._ml is not None:
+    _NP_DTYPES[A.BF16] = np.dtype(A._ml.bfloat16)
+
+NUMPY = NumpyBackend()
+
+
+def backend_for(x, fn):
+    """The backend for the first array argument of a loss call."""
+    if isinstance(x, np.ndarray):
+        return NUMPY
+    if A.is_gpu(x):
+        A.require_cuda(fn)
+        from . import _gpu  # imported lazily: needs a GPU array library
+
+        return _gpu.backend_for(x, fn)
+    return NUMPY
