@@ -29,7 +29,7 @@ template <class D, hwy::EnableIf<sizeof(hn::TFromD<D>) == 4>* = nullptr>
 HWY_INLINE hn::Vec<D> FastExp(D d, hn::Vec<D> x) {
   const hn::RebindToSigned<D> di;
   const auto kLo = hn::Set(d, -87.3f);
-  const auto kHi = hn::Set(d, 88.7f);
+  const auto kHi = hn::Set(d, 88.72f);
   const auto underflow = hn::Lt(x, kLo);
   // Clamp; NaN survives because it fails both comparisons and is re-inserted below.
   const auto isnan = hn::Ne(x, x);
@@ -45,9 +45,10 @@ HWY_INLINE hn::Vec<D> FastExp(D d, hn::Vec<D> x) {
   p = hn::MulAdd(p, r, hn::Set(d, 1.6666665459E-1f));
   p = hn::MulAdd(p, r, hn::Set(d, 5.0000001201E-1f));
   p = hn::MulAdd(p, r2, hn::Add(r, hn::Set(d, 1.0f)));
+  // 2^n built as 2^(n-1) * 2 so that n = 128 (x up to 88.72) does not overflow the exponent field.
   const auto ni = hn::ConvertTo(di, n);
-  const auto scale = hn::BitCast(d, hn::ShiftLeft<23>(hn::Add(ni, hn::Set(di, 127))));
-  auto y = hn::Mul(p, scale);
+  const auto scale = hn::BitCast(d, hn::ShiftLeft<23>(hn::Add(ni, hn::Set(di, 126))));
+  auto y = hn::Mul(hn::Add(p, p), scale);
   y = hn::IfThenZeroElse(underflow, y);
   return hn::IfThenElse(isnan, x, y);
 }

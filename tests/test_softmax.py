@@ -1,0 +1,442 @@
+"""Row-softmax family (cross_entropy, nll_loss, log_softmax, logsumexp) against
+torch 2.13 CPU float64 + autograd."""
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import lossx
+from _util import BF16, FLOAT_DTYPES, close, t64
+
+REDUCTIONS = ["none", "mean", "sum"]
+# (input shape): unbatched, 2-D with SIMD tails, a single class, K-dim.
+SHAPES = [(13,), (7, 5), (33, 1003), (3, 1), (4, 6, 3, 2)]
+
+
+def _labels(rng, shape, C, ignore=False):
+    rows = () if len(shape) == 1 else (shape[0],) + tuple(shape[2:])
+    y = rng.integers(0, C, size=rows)
+    if ignore and y.size > 1:
+        y.reshape(-1)[:: 3] = -100
+    return y
+
+
+def _ref(fn, inputs, kwargs, reduction, grad_output):
+    """Run a torch function in float64 and return (loss, grads of inputs)."""
+    out = fn(*inputs, **kwargs)
+    if reduction == "none":
+        out.backward(t64(grad_output))
+    else:
+        (out * (1.0 if grad_output is None else grad_output)).backward()
+    return out, [i.grad for i in inputs if isinstance(i, torch.Tensor) and i.requires_grad]
+
+
+def _grad_output(rng, reduction, loss_shape):
+    if reduction == "none":
+        return rng.standard_normal(loss_shape)
+    return float(rng.uniform(0.5, 2.0))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("ignore", [False, True])
+@pytest.mark.parametrize("smoothing", [0.0, 0.15])
+def test_cross_entropy_labels(rng, dtype, shape, reduction, weighted, ignore, smoothing):
+    C = shape[0] if len(shape) == 1 else shape[1]
+    x = (rng.standard_normal(shape) * 3).astype(dtype)
+    y = _labels(rng, shape, C, ignore)
+    w = rng.uniform(0.2, 2.0, C) if weighted else None
+    loss_shape = y.shape if reduction == "none" else ()
+    go = _grad_output(rng, reduction, loss_shape)
+    xt = t64(x, True)
+    ref, (gref,) = _ref(F.cross_entropy, [xt, torch.tensor(y)],
+                        dict(weight=None if w is None else t64(w), reduction=reduction,
+                             label_smoothing=smoothing), reduction, go)
+    loss, g = lossx.cross_entropy(x, y, w, reduction=reduction, label_smoothing=smoothing,
+                                  return_grad=True, grad_output=go)
+    assert g.shape == x.shape and g.dtype == x.dtype
+    assert np.asarray(loss).shape == tuple(ref.shape)
+    scale = np.sqrt(C)  # float32 error grows with the row length
+    close(loss, ref, dtype, scale, "loss")
+    close(g, gref, dtype, scale, "grad")
+    # The forward-only call gives the same value.
+    assert np.array_equal(np.asarray(lossx.cross_entropy(x, y, w, reduction=reduction,
+                                                         label_smoothing=smoothing)), np.asarray(loss))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(9,), (7, 5), (33, 1003), (3, 4, 5)])
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("smoothing", [0.0, 0.2])
+def test_cross_entropy_probabilities(rng, dtype, shape, reduction, weighted, smoothing):
+    C = shape[0] if len(shape) == 1 else shape[1]
+    x = (rng.standard_normal(shape) * 2).astype(dtype)
+    t = rng.random(shape)
+    t = (t / t.sum(axis=0 if len(shape) == 1 else 1, keepdims=True)).astype(dtype)
+    w = rng.uniform(0.2, 2.0, C) if weighted else None
+    rows = () if len(shape) == 1 else (shape[0],) + shape[2:]
+    go = _grad_output(rng, reduction, rows if reduction == "none" else ())
+    xt, tt = t64(x, True), t64(t, True)
+    ref, (gx, gt) = _ref(F.cross_entropy, [xt, tt],
+                         dict(weight=None if w is None else t64(w), reduction=reduction,
+                              label_smoothing=smoothing), reduction, go)
+    loss, (g, g_t) = lossx.cross_entropy(x, t, w, reduction=reduction, label_smoothing=smoothing,
+                                         return_grad=True, grad_output=go)
+    scale = np.sqrt(C)
+    close(loss, ref, dtype, scale, "loss")
+    close(g, gx, dtype, scale, "grad input")
+    close(g_t, gt, dtype, scale, "grad target")
+
+
+def _ce_extras_ref(x, y, w, zl, cap, reduction, go, ignore_index=-100):
+    """lossx's documented extras in torch float64: z = cap*tanh(x/cap);
+    loss_i = CE_i(z) + zl * lse_i^2 on non-ignored rows, same normaliser as CE."""
+    xt = t64(x, True)
+    z = cap * torch.tanh(xt / cap) if cap else xt
+    yt = torch.tensor(y)
+    wt = None if w is None else t64(w)
+    per = F.cross_entropy(z, yt, weight=wt, reduction="none", ignore_index=ignore_index)
+    lse = torch.logsumexp(z, dim=1)
+    valid = yt != ignore_index
+    per = per + zl * torch.where(valid, lse * lse, torch.zeros_like(lse))
+    if reduction == "none":
+        out = per
+    elif reduction == "sum":
+        out = per.sum()
+    else:
+        wy = (wt[yt.clamp(min=0)] if wt is not None else torch.ones_like(lse)) * valid
+        out = per.sum() / wy.sum()
+    _, (g,) = _ref(lambda a: out, [xt], {}, reduction, go)
+    return out, g, lse
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("zl,cap", [(1e-3, None), (0.0, 5.0), (1e-2, 3.0)])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_z_loss_softcap_lse(rng, dtype, reduction, zl, cap, weighted):
+    N, C = 19, 257
+    x = (rng.standard_normal((N, C)) * 4).astype(dtype)
+    y = rng.integers(0, C, N)
+    y[::5] = -100
+    w = rng.uniform(0.5, 1.5, C) if weighted else None
+    go = _grad_output(rng, reduction, (N,) if reduction == "none" else ())
+    ref, gref, lse_ref = _ce_extras_ref(x, y, w, zl, cap, reduction, go)
+    loss, lse, g = lossx.cross_entropy(x, y, w, reduction=reduction, z_loss=zl, softcap=cap,
+                                       return_lse=True, return_grad=True, grad_output=go)
+    close(loss, ref, dtype, 16, "loss")
+    close(g, gref, dtype, 16, "grad")
+    close(lse, lse_ref, dtype, 16, "lse")
+
+
+@pytest.mark.parametrize("normalizer", [None, "valid", "weights", 7.5])
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_sample_weight_normalizer(rng, normalizer, reduction):
+    N, C = 23, 31
+    x = rng.standard_normal((N, C))
+    y = rng.integers(0, C, N)
+    y[2] = -100
+    w = rng.uniform(0.5, 2, C)
+    sw = rng.uniform(0, 3, N)
+    xt = t64(x, True)
+    per = F.cross_entropy(xt, torch.tensor(y), weight=t64(w), reduction="none") * t64(sw)
+    valid = y != -100
+    if reduction == "none":
+        ref = per
+    elif reduction == "sum":
+        ref = per.sum()
+    else:
+        denom = {None: w[y[valid]].sum(), "valid": valid.sum(),
+                 "weights": (w[y[valid]] * sw[valid]).sum()}.get(normalizer, normalizer)
+        ref = per.sum() / float(denom)
+    go = _grad_output(rng, reduction, (N,) if reduction == "none" else ())
+    _, (gref,) = _ref(lambda a: ref, [xt], {}, reduction, go)
+    loss, g = lossx.cross_entropy(x, y, w, sample_weight=sw, normalizer=normalizer, reduction=reduction,
+                                  return_grad=True, grad_output=go)
+    close(loss, ref, np.float64)
+    close(g, gref, np.float64)
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+def test_half_and_all_dtypes(rng, dtype):
+    """float16/bfloat16 inputs: float32 accumulation and loss, gradient in the input dtype."""
+    N, C = 17, 517
+    x = (rng.standard_normal((N, C)) * 2).astype(dtype)
+    y = rng.integers(0, C, N)
+    xt = t64(x, True)  # the reference sees the same rounded inputs
+    ref = F.cross_entropy(xt, torch.tensor(y), label_smoothing=0.1)
+    ref.backward()
+    loss, g = lossx.cross_entropy(x, y, label_smoothing=0.1, return_grad=True)
+    assert g.dtype == np.dtype(dtype)
+    assert np.asarray(loss).dtype == (np.float64 if dtype == np.float64 else np.float32)
+    close(loss, ref, np.float32 if dtype != np.float64 else np.float64, 8)
+    close(g, xt.grad, dtype, 1, "grad")
+
+
+@pytest.mark.parametrize("C", [1, 7, 8, 33, 1003, 40000])
+def test_every_simd_target_and_thread_count(cpu_config, rng, C):
+    N = 67
+    x = (rng.standard_normal((N, C)) * 3).astype(np.float32)
+    y = rng.integers(0, C, N)
+    y[3] = -100
+    w = rng.uniform(0.5, 1.5, C).astype(np.float32)
+    xt = t64(x, True)
+    ref = F.cross_entropy(xt, torch.tensor(y), weight=t64(w), label_smoothing=0.05)
+    ref.backward()
+    loss, g = lossx.cross_entropy(x, y, w, label_smoothing=0.05, return_grad=True)
+    close(loss, ref, np.float32, np.sqrt(C))
+    close(g, xt.grad, np.float32, np.sqrt(C))
+    out, gl = lossx.log_softmax(x, return_grad=True)
+    xt2 = t64(x, True)
+    r2 = F.log_softmax(xt2, dim=1)
+    r2.sum().backward()
+    close(out, r2, np.float32, np.sqrt(C))
+    close(gl, xt2.grad, np.float32, C)  # grad = 1 - C*softmax: cancellation scales with C
+
+
+def test_bit_identical_across_threads(rng, simd_target):
+    x = rng.standard_normal((1000, 1003)).astype(np.float32)
+    y = rng.integers(0, 1003, 1000)
+    results = []
+    for n in (1, 2, 3):
+        lossx.set_num_threads(n)
+        results.append(lossx.cross_entropy(x, y, return_grad=True, label_smoothing=0.1))
+    lossx.set_num_threads(0)
+    for loss, g in results[1:]:
+        assert loss.tobytes() == results[0][0].tobytes()
+        assert g.tobytes() == results[0][1].tobytes()
+
+
+def test_nll_loss(rng):
+    for shape in [(8,), (9, 7), (5, 11, 3)]:
+        C = shape[0] if len(shape) == 1 else shape[1]
+        x = np.log(rng.dirichlet(np.ones(C), size=int(np.prod(shape)) // C)).reshape(
+            (shape[0],) + shape[2:] + (C,) if len(shape) > 1 else shape)
+        if len(shape) > 2:
+            x = np.moveaxis(x, -1, 1)
+        x = np.ascontiguousarray(x)
+        y = _labels(rng, shape, C, ignore=True)
+        w = rng.uniform(0.5, 2, C)
+        for reduction in REDUCTIONS:
+            go = _grad_output(rng, reduction, y.shape if reduction == "none" else ())
+            xt = t64(x, True)
+            ref, (gref,) = _ref(F.nll_loss, [xt, torch.tensor(y)], dict(weight=t64(w), reduction=reduction),
+                                reduction, go)
+            loss, g = lossx.nll_loss(x, y, w, reduction=reduction, return_grad=True, grad_output=go)
+            close(loss, ref, np.float64)
+            close(g, gref, np.float64)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape,dim", [((17,), 0), ((5, 33), 1), ((5, 33), 0), ((3, 4, 129), -1), ((3, 4, 7), 1)])
+def test_log_softmax_logsumexp(rng, dtype, shape, dim):
+    x = (rng.standard_normal(shape) * 3).astype(dtype)
+    g = rng.standard_normal(shape)
+    xt = t64(x, True)
+    ref = F.log_softmax(xt, dim=dim)
+    ref.backward(t64(g))
+    out, gi = lossx.log_softmax(x, dim, return_grad=True, grad_output=g.astype(dtype))
+    close(out, ref, dtype, 4)
+    close(gi, xt.grad, dtype, shape[dim])
+    for keepdim in (False, True):
+        xt = t64(x, True)
+        ref = torch.logsumexp(xt, dim=dim, keepdim=keepdim)
+        go = rng.standard_normal(tuple(ref.shape))
+        ref.backward(t64(go))
+        out, gi = lossx.logsumexp(x, dim, keepdim, return_grad=True, grad_output=go.astype(dtype))
+        assert out.shape == tuple(ref.shape)
+        close(out, ref, dtype, 4)
+        close(gi, xt.grad, dtype, 4)
+
+
+def test_strided_and_negative_strides(rng):
+    base = rng.standard_normal((40, 70)).astype(np.float32)
+    for x in (base[::2, ::3], base[::-1], base[:, ::-1], base.T[:33].T[:, :33]):
+        y = rng.integers(0, x.shape[1], x.shape[0])
+        xt = t64(np.ascontiguousarray(x), True)
+        ref = F.cross_entropy(xt, torch.tensor(y))
+        ref.backward()
+        loss, g = lossx.cross_entropy(x, y, return_grad=True)
+        close(loss, ref, np.float32)
+        close(g, xt.grad, np.float32)
+    y = rng.integers(0, 70, 80)[::2]  # strided labels
+    x = base
+    assert np.isclose(lossx.cross_entropy(x, y), F.cross_entropy(t64(x), torch.tensor(y)).item(), rtol=1e-5)
+
+
+@pytest.mark.parametrize("ldt", [np.int32, np.int64, np.uint8, np.int16])
+def test_label_dtypes(rng, ldt):
+    x = rng.standard_normal((9, 5))
+    y = rng.integers(0, 5, 9).astype(ldt)
+    assert np.isclose(lossx.cross_entropy(x, y), F.cross_entropy(t64(x), torch.tensor(y.astype(np.int64))).item())
+
+
+def test_inplace_grad(rng):
+    x = rng.standard_normal((21, 77)).astype(np.float32)
+    y = rng.integers(0, 77, 21)
+    loss, g = lossx.cross_entropy(x, y, return_grad=True)
+    buf = x.copy()
+    loss2, g2 = lossx.cross_entropy(buf, y, return_grad=True, inplace_grad=True)
+    assert g2 is buf
+    np.testing.assert_array_equal(g2, g)
+    assert loss2 == loss
+    with pytest.raises(ValueError, match="inplace_grad"):
+        lossx.cross_entropy(x[:, ::2], y, return_grad=True, inplace_grad=True)
+    with pytest.raises(ValueError, match="inplace_grad"):
+        lossx.cross_entropy(x, y, inplace_grad=True)
+
+
+def test_known_identity_sum_gradient(rng):
+    """CATALOG: d/dlogits of cross_entropy (sum) = softmax(logits) - onehot(labels)."""
+    x = rng.standard_normal((6, 10))
+    y = rng.integers(0, 10, 6)
+    _, g = lossx.cross_entropy(x, y, reduction="sum", return_grad=True)
+    p = np.exp(x - x.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    np.testing.assert_allclose(g, p - np.eye(10)[y], atol=1e-12)
+
+
+def test_long_rows_and_extreme_values(rng):
+    x = (rng.standard_normal((3, 200003)) * 30).astype(np.float32)
+    x[0, 5] = 1e4  # dominates its row: softmax saturates, no overflow
+    x[1, :100] = -1e30
+    y = np.array([5, 7, 200002])
+    xt = t64(x, True)
+    ref = F.cross_entropy(xt, torch.tensor(y), reduction="sum")
+    ref.backward()
+    loss, g = lossx.cross_entropy(x, y, reduction="sum", return_grad=True)
+    close(loss, ref, np.float32, 50)
+    close(g, xt.grad, np.float32, 50)
+
+
+def test_nonfinite_logits():
+    x = np.array([[0.0, 1.0, -np.inf], [np.nan, 1.0, 2.0], [np.inf, 0.0, 1.0], [1.0, np.nan, 0.0]],
+                 dtype=np.float32)
+    y = np.array([1, 2, 1, -100])
+    loss, g = lossx.cross_entropy(x, y, reduction="none", return_grad=True)
+    ref = F.cross_entropy(torch.tensor(x, dtype=torch.float64), torch.tensor(y), reduction="none").numpy()
+    assert np.isfinite(loss[0]) and np.isclose(loss[0], ref[0], rtol=1e-6)
+    assert np.isnan(loss[1]) and np.isnan(ref[1])
+    assert np.isnan(loss[2]) and np.isnan(ref[2])
+    assert loss[3] == 0 and ref[3] == 0
+    assert g[0, 2] == 0 and np.all(np.isfinite(g[0]))
+    assert np.all(g[3] == 0), "ignored rows never get NaN gradients"
+
+
+def test_empty_and_all_ignored():
+    x = np.zeros((0, 5), np.float32)
+    y = np.zeros((0,), np.int64)
+    assert np.isnan(lossx.cross_entropy(x, y))
+    assert lossx.cross_entropy(x, y, reduction="sum") == 0
+    assert lossx.cross_entropy(x, y, reduction="none").shape == (0,)
+    x = np.random.default_rng(1).standard_normal((4, 5)).astype(np.float32)
+    x[1] = np.nan
+    y = np.full(4, -100)
+    loss, g = lossx.cross_entropy(x, y, return_grad=True)
+    assert np.isnan(loss) and np.isnan(F.cross_entropy(torch.tensor(x), torch.tensor(y)).item())
+    assert np.all(g == 0)
+    assert lossx.cross_entropy(x, y, reduction="sum") == 0
+
+
+class TestBadInput:
+    x = np.random.default_rng(2).standard_normal((4, 5)).astype(np.float32)
+    y = np.array([0, 1, 2, 3])
+
+    def test_wrong_dtype(self):
+        with pytest.raises(TypeError, match="float32"):
+            lossx.cross_entropy(self.x.astype(np.int32), self.y)
+        with pytest.raises(TypeError, match="target"):
+            lossx.cross_entropy(self.x, self.y.astype(bool))
+        with pytest.raises(TypeError, match="integer"):
+            lossx.nll_loss(self.x, self.x)
+
+    def test_shape_mismatch_names_both(self):
+        with pytest.raises(ValueError, match=r"\(3,\).*\(4, 5\)"):
+            lossx.cross_entropy(self.x, self.y[:3])
+        with pytest.raises(ValueError, match=r"\(4, 4\).*\(4, 5\)"):
+            lossx.cross_entropy(self.x, self.x[:, :4])
+        with pytest.raises(ValueError, match="weight"):
+            lossx.cross_entropy(self.x, self.y, np.ones(4))
+        with pytest.raises(ValueError, match="grad_output"):
+            lossx.cross_entropy(self.x, self.y, reduction="none", return_grad=True, grad_output=np.ones(3))
+
+    @pytest.mark.parametrize("bad,pos", [(5, 2), (-1, 1), (100, 3)])
+    def test_label_out_of_range(self, bad, pos):
+        y = self.y.copy()
+        y[pos] = bad
+        with pytest.raises(IndexError, match=rf"label {bad} at position {pos}"):
+            lossx.cross_entropy(self.x, y)
+        with pytest.raises(IndexError, match=rf"position {pos}"):
+            lossx.nll_loss(self.x, y, return_grad=True)
+
+    def test_first_bad_label_reported_whatever_threads(self):
+        x = np.zeros((5000, 3), np.float32) + 0.5
+        y = np.zeros(5000, np.int64)
+        y[4000] = 9
+        y[1234] = 7
+        for n in (1, 2):
+            lossx.set_num_threads(n)
+            with pytest.raises(IndexError, match="position 1234"):
+                lossx.cross_entropy(x, y)
+        lossx.set_num_threads(0)
+
+    @pytest.mark.parametrize("kw,msg", [
+        (dict(reduction="avg"), "reduction"),
+        (dict(label_smoothing=1.5), "label_smoothing"),
+        (dict(label_smoothing=-0.1), "label_smoothing"),
+        (dict(softcap=0.0), "softcap"),
+        (dict(softcap=-1.0), "softcap"),
+        (dict(z_loss=-1.0), "z_loss"),
+        (dict(normalizer="bogus"), "normalizer"),
+        (dict(normalizer=0), "normalizer"),
+    ])
+    def test_invalid_options(self, kw, msg):
+        with pytest.raises(ValueError, match=msg):
+            lossx.cross_entropy(self.x, self.y, **kw)
+
+    def test_ignore_index_with_probabilities(self):
+        t = np.full((4, 5), 0.2, np.float32)
+        with pytest.raises(ValueError, match="ignore_index"):
+            lossx.cross_entropy(self.x, t, ignore_index=0)
+
+    def test_scalar_and_empty_class_axis(self):
+        with pytest.raises(ValueError):
+            lossx.cross_entropy(np.float32(1.0), np.int64(0))
+        with pytest.raises(ValueError, match="no classes"):
+            lossx.cross_entropy(np.zeros((3, 0), np.float32), np.zeros(3, np.int64))
+
+    def test_gpu_array_without_cuda(self):
+        class FakeGPU:
+            __cuda_array_interface__ = {"shape": (4, 5), "typestr": "<f4", "data": (0, False), "version": 3}
+
+        if lossx._core.cuda_compiled() and lossx._core.cuda_available():
+            pytest.skip("CUDA is usable here")
+        with pytest.raises(RuntimeError, match="CUDA"):
+            lossx.cross_entropy(FakeGPU(), self.y)
+
+
+def test_info_and_threads_env():
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, LOSSX_NUM_THREADS="1")
+    out = subprocess.run([sys.executable, "-m", "lossx", "info"], capture_output=True, text=True, env=env,
+                         check=True).stdout
+    info = json.loads(out)
+    assert info["openmp_threads"] == 1
+    assert info["simd_target"] in info["simd_targets_compiled"]
+    assert set(info["simd_targets_supported"]) <= set(info["simd_targets_compiled"])
+    assert isinstance(info["cuda_compiled"], bool) and isinstance(info["cuda_available"], bool)
+
+
+@pytest.mark.skipif(BF16 is None, reason="ml_dtypes not installed")
+def test_exp_accuracy():
+    """The float32 fast exp stays within 2 ulp over its whole range."""
+    x = np.concatenate([np.linspace(-87.3, 88.7, 2_000_003, dtype=np.float32),
+                        np.random.default_rng(3).uniform(-20, 20, 100_001).astype(np.float32)])
+    assert lossx._core._exp_max_ulp(x) <= 2.0
