@@ -45,10 +45,15 @@ HWY_INLINE hn::Vec<D> FastExp(D d, hn::Vec<D> x) {
   p = hn::MulAdd(p, r, hn::Set(d, 1.6666665459E-1f));
   p = hn::MulAdd(p, r, hn::Set(d, 5.0000001201E-1f));
   p = hn::MulAdd(p, r2, hn::Add(r, hn::Set(d, 1.0f)));
-  // 2^n built as 2^(n-1) * 2 so that n = 128 (x up to 88.72) does not overflow the exponent field.
+  // 2^n as 2^(n/2) * 2^(n - n/2): both factors stay normal for n in [-126, 128],
+  // where a single exponent field would overflow (x near 88.7) or go denormal.
   const auto ni = hn::ConvertTo(di, n);
-  const auto scale = hn::BitCast(d, hn::ShiftLeft<23>(hn::Add(ni, hn::Set(di, 126))));
-  auto y = hn::Mul(hn::Add(p, p), scale);
+  const auto n1 = hn::ShiftRight<1>(ni);
+  const auto n2 = hn::Sub(ni, n1);
+  const auto bias = hn::Set(di, 127);
+  const auto s1 = hn::BitCast(d, hn::ShiftLeft<23>(hn::Add(n1, bias)));
+  const auto s2 = hn::BitCast(d, hn::ShiftLeft<23>(hn::Add(n2, bias)));
+  auto y = hn::Mul(hn::Mul(p, s1), s2);
   y = hn::IfThenZeroElse(underflow, y);
   return hn::IfThenElse(isnan, x, y);
 }
