@@ -66,8 +66,20 @@ HWY_INLINE hn::Vec<D> FastExp(D d, hn::Vec<D> x) {
 
 // Loads the last `rem` (< Lanes) elements, padding the other lanes with `pad`,
 // without touching memory past p + rem.
+// AVX2/AVX-512 masked loads and stores suppress faults on masked-off lanes, so
+// the tail needs no copy there; elsewhere go through a stack buffer.
+#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX2
+#define LOSSX_MASKED_TAIL 1
+#else
+#define LOSSX_MASKED_TAIL 0
+#endif
+
 template <class D>
 HWY_INLINE hn::Vec<D> LoadTail(D d, const hn::TFromD<D>* p, size_t rem, hn::TFromD<D> pad) {
+#if LOSSX_MASKED_TAIL
+  const auto m = hn::FirstN(d, rem);
+  return hn::IfThenElse(m, hn::MaskedLoad(m, d, p), hn::Set(d, pad));
+#endif
   HWY_ALIGN hn::TFromD<D> buf[hn::MaxLanes(d)];
   for (size_t i = 0; i < hn::Lanes(d); ++i) buf[i] = i < rem ? p[i] : pad;
   return hn::Load(d, buf);
@@ -75,10 +87,16 @@ HWY_INLINE hn::Vec<D> LoadTail(D d, const hn::TFromD<D>* p, size_t rem, hn::TFro
 
 template <class D>
 HWY_INLINE void StoreTail(D d, hn::Vec<D> v, hn::TFromD<D>* p, size_t rem) {
+#if LOSSX_MASKED_TAIL
+  hn::BlendedStore(v, hn::FirstN(d, rem), d, p);
+  return;
+#endif
   HWY_ALIGN hn::TFromD<D> buf[hn::MaxLanes(d)];
   hn::Store(v, d, buf);
   std::memcpy(p, buf, rem * sizeof(hn::TFromD<D>));
 }
+
+#undef LOSSX_MASKED_TAIL
 
 }  // namespace HWY_NAMESPACE
 }  // namespace cpu
