@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Build lossx with CUDA on a GPU machine that has no network (the lent H100/H200),
+# then run the CUDA tests and the GPU benchmark. Highway comes from Debian packages
+# unpacked into .hwy/ beforehand (see README, "GPU machine"):
+#   mkdir -p .hwy && (cd /tmp && apt-get download libhwy-dev libhwy1) && for f in /tmp/libhwy*.deb; do dpkg -x $f .hwy; done
+# Usage: bash tools/gpu_check.sh [OUTDIR]
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUTDIR=${1:-${OUT:-/tmp/lossx-gpu}}
+mkdir -p "$OUTDIR"
+export HWY_ROOT=$PWD/.hwy
+export LD_LIBRARY_PATH=$HWY_ROOT/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}
+export LOSSX_CUDA=ON LOSSX_CUDA_ARCH=${LOSSX_CUDA_ARCH:-90} PYTHONUNBUFFERED=1
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUTDIR/gpu.txt"
+python3 -m pip install -q --no-build-isolation --no-deps . 2>&1 | tail -20 | tee "$OUTDIR/build.log" || exit 1
+python3 -m lossx info | tee "$OUTDIR/info.json"
+(cd tests && python3 -m pytest -q -p no:cacheprovider cuda/ "${PYTEST_ARGS[@]:-}" 2>&1) | tee "$OUTDIR/tests_cuda.log"
+if [ -z "${SKIP_BENCH:-}" ] && [ -f benchmarks/gpu_bench.py ]; then
+  python3 benchmarks/gpu_bench.py --out "$OUTDIR/gpu_bench.json" 2>&1 | tee "$OUTDIR/gpu_bench.log"
+fi
