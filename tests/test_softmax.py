@@ -440,3 +440,26 @@ def test_exp_accuracy():
     x = np.concatenate([np.linspace(-87.3, 88.7, 2_000_003, dtype=np.float32),
                         np.random.default_rng(3).uniform(-20, 20, 100_001).astype(np.float32)])
     assert lossx._core._exp_max_ulp(x) <= 2.0
+
+
+def test_concurrent_python_threads(rng):
+    """Kernels release the GIL and keep no shared mutable state: many Python
+    threads at once give the same results as one."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    cases = []
+    for _ in range(8):
+        x = rng.standard_normal((64, 1003)).astype(np.float32)
+        y = rng.integers(0, 1003, 64)
+        cases.append((x, y, lossx.cross_entropy(x, y, return_grad=True)))
+
+    def run(case):
+        x, y, (loss, g) = case
+        for _ in range(20):
+            l2, g2 = lossx.cross_entropy(x, y, return_grad=True)
+            if l2.tobytes() != loss.tobytes() or g2.tobytes() != g.tobytes():
+                return False
+        return True
+
+    with ThreadPoolExecutor(8) as pool:
+        assert all(pool.map(run, cases))
