@@ -58,15 +58,23 @@ class CupyBackend:
     def is_float(a):
         return A.is_float_dtype(np.dtype(a.dtype))
 
+    def _nonnull(self, a):
+        # Empty arrays have a null data pointer, which the kernels' argument
+        # checks read as "not given": back them by a 1-element buffer.
+        if a.size == 0:
+            with self._dev:
+                return self._cp.empty(1, dtype=a.dtype)[:0].reshape(a.shape)
+        return a
+
     def labels(self, a):
         with self._dev:
-            return self._cp.ascontiguousarray(a, dtype=np.int64)
+            return self._nonnull(self._cp.ascontiguousarray(a, dtype=np.int64))
 
     def contiguous(self, a, code=None):
         with self._dev:
             if code is None:
-                return self._cp.ascontiguousarray(a)
-            return self._cp.ascontiguousarray(a, dtype=_np_dtype(code))
+                return self._nonnull(self._cp.ascontiguousarray(a))
+            return self._nonnull(self._cp.ascontiguousarray(a, dtype=_np_dtype(code)))
 
     def move_last(self, a, axis):
         return self._cp.moveaxis(a, axis, -1)
@@ -76,7 +84,7 @@ class CupyBackend:
 
     def empty(self, shape, code):
         with self._dev:
-            return self._cp.empty(shape, dtype=_np_dtype(code))
+            return self._nonnull(self._cp.empty(shape, dtype=_np_dtype(code)))
 
     @staticmethod
     def arg(a):
@@ -129,13 +137,20 @@ class TorchBackend:
     def is_float(self, a):
         return a.dtype in self._codes
 
+    def _nonnull(self, a):
+        # Empty tensors have data_ptr() == 0, which the kernels' argument
+        # checks read as "not given": back them by a 1-element buffer.
+        if a.numel() == 0:
+            return self._torch.empty(1, dtype=a.dtype, device=self._dev)[:0].reshape(a.shape)
+        return a
+
     def labels(self, a):
-        return a.to(self._torch.int64).contiguous()
+        return self._nonnull(a.to(self._torch.int64).contiguous())
 
     def contiguous(self, a, code=None):
         if code is not None:
             a = a.to(self._dtype(code))
-        return a.contiguous()
+        return self._nonnull(a.contiguous())
 
     def move_last(self, a, axis):
         return self._torch.movedim(a, axis, -1)
@@ -144,11 +159,18 @@ class TorchBackend:
         return self._torch.movedim(a, -1, axis)
 
     def empty(self, shape, code):
-        return self._torch.empty(shape, dtype=self._dtype(code), device=self._dev)
+        return self._nonnull(self._torch.empty(shape, dtype=self._dtype(code), device=self._dev))
 
-    @staticmethod
-    def arg(a):
-        return None if a is None else int(a.data_ptr())
+    def arg(self, a):
+        if a is None:
+            return None
+        if a.numel() == 0:
+            # torch reports data_ptr() == 0 for empty tensors, which the
+            # kernels' argument checks read as "not given"; nothing is read.
+            if not hasattr(self, "_dummy"):
+                self._dummy = self._torch.empty(1, device=self._dev)
+            return int(self._dummy.data_ptr())
+        return int(a.data_ptr())
 
     @staticmethod
     def scalar(a):
