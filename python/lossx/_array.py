@@ -60,8 +60,11 @@ def is_gpu(x) -> bool:
     """True for arrays living on a CUDA device (CuPy, PyTorch, Numba, JAX)."""
     if isinstance(x, np.ndarray):
         return False
-    if hasattr(x, "__cuda_array_interface__"):
-        return True
+    try:
+        if hasattr(x, "__cuda_array_interface__"):
+            return True
+    except Exception:  # noqa: BLE001 - torch raises RuntimeError for tensors requiring grad
+        return type(x).__module__.split(".")[0] == "torch" and getattr(x, "is_cuda", False)
     dev = getattr(x, "__dlpack_device__", None)
     if dev is not None:
         try:

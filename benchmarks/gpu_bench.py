@@ -1,0 +1,144 @@
+"""GPU cross-entropy benchmark: lossx vs torch eager and torch.compile.
+
+    python benchmarks/gpu_bench.py --out gpu_bench.json
+
+For bf16 and fp32 logits at several (rows, classes), times the forward loss
+(mean) and the fused forward+backward (loss and d loss / d logits), and
+reports ms, TB/s (logits bytes read, + gradient bytes written for fwd+bwd)
+and the ratio to a device-to-device copy measured in the same run (torch
+clone of a 4 GB buffer, bytes read + written). Median of many reps timed with
+CUDA events (triton.testing.do_bench when triton is importable).
+"""
+import argparse
+import json
+import statistics
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+import lossx
+
+SHAPES = [(32768, 4096), (32768, 32768), (32768, 131072), (8192, 131072), (4096, 262144)]
+DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
+
+try:
+    from triton.testing import do_bench as _do_bench
+except Exception:  # noqa: BLE001 - triton missing or broken
+    _do_bench = None
+
+
+def bench(fn, reps=30):
+    if _do_bench is not None:
+        return float(_do_bench(fn, warmup=25, rep=100, return_mode="median"))
+    for _ in range(3):
+        fn()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(reps):
+        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        a.record()
+        fn()
+        b.record()
+        b.synchronize()
+        times.append(a.elapsed_time(b))
+    return statistics.median(times)
+
+
+def copy_tbs():
+    buf = torch.empty(2**30, dtype=torch.float32, device="cuda")  # 4 GB
+    ms = bench(lambda: buf.clone())
+    tbs = 2 * buf.numel() * 4 / (ms * 1e-3) / 1e12
+    del buf
+    torch.cuda.empty_cache()
+    return tbs, ms
+
+
+def main(argv):
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", default="gpu_bench.json")
+    ap.add_argument("--no-compile", action="store_true", help="skip torch.compile")
+    ap.add_argument("--budget-s", type=float, default=200.0, help="stop adding cases after this long")
+    args = ap.parse_args(argv)
+    if not torch.cuda.is_available():
+        print("no CUDA device: nothing to benchmark", file=sys.stderr)
+        return 0
+    t_start = time.time()
+    dev = torch.cuda.get_device_name()
+    copy, copy_ms = copy_tbs()
+    print(f"# {dev}; device-to-device copy {copy:.2f} TB/s (4 GB clone, {copy_ms:.2f} ms)\n")
+    compiled = {}
+    if not args.no_compile:
+        try:
+            compiled["fwd"] = torch.compile(lambda x, y: F.cross_entropy(x, y))
+
+            def fb(x, y):
+                x = x.detach().requires_grad_(True)
+                loss = F.cross_entropy(x, y)
+                loss.backward()
+                return loss, x.grad
+
+            compiled["fwdbwd"] = torch.compile(fb)
+        except Exception as e:  # noqa: BLE001
+            print(f"torch.compile unavailable: {e}")
+    rows = []
+    for dname, dt in DTYPES.items():
+        for N, C in SHAPES:
+            if time.time() - t_start > args.budget_s:
+                print(f"time budget reached: skipping {dname} {N}x{C}")
+                continue
+            es = torch.finfo(dt).bits // 8
+            need = N * C * es * 3 + (N * C * 4 if dt != torch.float32 else 0)  # x, grad, torch's temporaries
+            free, _ = torch.cuda.mem_get_info()
+            if need > free * 0.9:
+                print(f"skip {dname} {N}x{C}: needs ~{need / 2**30:.1f} GiB")
+                continue
+            x = torch.randn(N, C, device="cuda", dtype=dt)
+            y = torch.randint(0, C, (N,), device="cuda")
+            xg = x.detach().requires_grad_(True)
+            nbytes = N * C * es
+
+            def t_fwdbwd():
+                xg.grad = None
+                F.cross_entropy(xg, y).backward()
+
+            impls = {
+                ("lossx", "fwd"): lambda: lossx.cross_entropy(x, y),
+                ("lossx", "fwd+bwd"): lambda: lossx.cross_entropy(x, y, return_grad=True),
+                ("torch", "fwd"): lambda: F.cross_entropy(x, y),
+                ("torch", "fwd+bwd"): t_fwdbwd,
+            }
+            if "fwd" in compiled:
+                impls[("torch.compile", "fwd")] = lambda: compiled["fwd"](x, y)
+                impls[("torch.compile", "fwd+bwd")] = lambda: compiled["fwdbwd"](x, y)
+            # Same loss from every implementation before timing anything.
+            ref = float(F.cross_entropy(x.float() if dt != torch.float32 else x, y))
+            got = float(lossx.cross_entropy(x, y))
+            assert abs(got - ref) <= 1e-4 * abs(ref), (got, ref)
+            for (impl, kind), fn in impls.items():
+                try:
+                    ms = bench(fn)
+                except Exception as e:  # noqa: BLE001 - torch.compile may fail on some setups
+                    print(f"{impl} {kind} {dname} {N}x{C} failed: {type(e).__name__}: {e}")
+                    continue
+                moved = nbytes * (2 if kind == "fwd+bwd" else 1)
+                tbs = moved / (ms * 1e-3) / 1e12
+                rows.append(dict(dtype=dname, rows=N, classes=C, impl=impl, kind=kind, ms=ms, tbs=tbs,
+                                 copy_ratio=tbs / copy))
+            del x, y, xg
+            torch.cuda.empty_cache()
+    print("| dtype | rows x classes | kind | impl | ms | TB/s | / copy |")
+    print("|---|---|---|---|---:|---:|---:|")
+    for r in rows:
+        print(f"| {r['dtype']} | {r['rows']}x{r['classes']} | {r['kind']} | {r['impl']} | {r['ms']:.3f} | "
+              f"{r['tbs']:.2f} | {r['copy_ratio']:.2f} |")
+    with open(args.out, "w") as f:
+        json.dump(dict(device=dev, copy_tbs=copy, timer="do_bench" if _do_bench else "cuda events",
+                       lossx=lossx.info(), results=rows), f, indent=1)
+    print(f"\nwrote {args.out} in {time.time() - t_start:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

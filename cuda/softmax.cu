@@ -1,0 +1,829 @@
+// Row-softmax family on CUDA: cross_entropy (hard and soft targets, label
+// smoothing, class and sample weights, z-loss, softcap), nll_loss, log_softmax
+// and logsumexp. Same semantics as csrc/cpu/softmax.cc (the reference).
+//
+// Per call, all on the caller's stream:
+//   prep      (cross_entropy only) validates labels (smallest bad position via
+//             atomicMin into a device slot, never a device assert) and sums the
+//             mean's normaliser per fixed chunk of rows;
+//   finalize  one block: normaliser, sum of class weights, the bad label's value;
+//   rows      one block per row (grid-stride over rows): an online softmax
+//             (running max + rescaled sum) in ONE read of the logits with 16-byte
+//             loads, then the gradient written once, re-reading the row (the
+//             grid is sized so that the rows in flight stay in L2);
+//   reduce    per-row losses -> fixed-chunk partials -> one block: deterministic
+//             (same bits for the same inputs, whatever the GPU's scheduling).
+// The per-row gradient scale (mean's 1/normaliser, sample weight, grad_output)
+// is computed by each row block from the device-side normaliser, so nothing
+// waits for the host.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+
+#include "lossx/cuda.h"
+
+namespace lossx {
+namespace cuda {
+namespace {
+
+// ---------------------------------------------------------------- errors ----
+
+Status fail(StatusInfo* info, Status code, const char* msg, int64_t pos = -1, int64_t val = 0) {
+  if (info) {
+    info->code = code;
+    info->position = pos;
+    info->value = val;
+    std::snprintf(info->message, sizeof(info->message), "%s", msg);
+  }
+  return code;
+}
+
+Status cuda_fail(StatusInfo* info, cudaError_t e, const char* what) {
+  char msg[200];
+  std::snprintf(msg, sizeof(msg), "CUDA error in %s: %s (%s)", what, cudaGetErrorString(e),
+                cudaGetErrorName(e));
+  return fail(info, Status::kDeviceError, msg);
+}
+
+#define LOSSX_CU(call)                                     \
+  do {                                                     \
+    const cudaError_t err_ = (call);                       \
+    if (err_ != cudaSuccess) return cuda_fail(info, err_, #call); \
+  } while (0)
+
+// ----------------------------------------------------------- type helpers ----
+
+template <typename T> struct AccOf { using type = float; };
+template <> struct AccOf<double> { using type = double; };
+
+__device__ __forceinline__ float to_acc(float v) { return v; }
+__device__ __forceinline__ double to_acc(double v) { return v; }
+__device__ __forceinline__ float to_acc(__half v) { return __half2float(v); }
+__device__ __forceinline__ float to_acc(__nv_bfloat16 v) { return __bfloat162float(v); }
+
+template <typename T> __device__ __forceinline__ T from_acc(float v);
+template <> __device__ __forceinline__ float from_acc<float>(float v) { return v; }
+template <> __device__ __forceinline__ __half from_acc<__half>(float v) { return __float2half_rn(v); }
+template <> __device__ __forceinline__ __nv_bfloat16 from_acc<__nv_bfloat16>(float v) {
+  return __float2bfloat16_rn(v);
+}
+template <typename T> __device__ __forceinline__ T from_acc(double v) { return static_cast<T>(v); }
+
+__device__ __forceinline__ float exp_acc(float x) { return __expf(x); }
+__device__ __forceinline__ double exp_acc(double x) { return exp(x); }
+__device__ __forceinline__ float log_acc(float x) { return __logf(x); }
+__device__ __forceinline__ double log_acc(double x) { return log(x); }
+// tanhf under --use_fast_math may become tanh.approx (about 2^-11 relative
+// error): too coarse for softcap's 1e-5 agreement with the CPU. Odd Taylor
+// series near 0, exp form elsewhere (relative error a few 1e-7).
+__device__ __forceinline__ float tanh_acc(float x) {
+  const float ax = fabsf(x);
+  if (ax < 0.125f) {
+    const float x2 = x * x;
+    return x * (1.f + x2 * (-1.f / 3.f + x2 * (2.f / 15.f + x2 * (-17.f / 315.f))));
+  }
+  const float t = __expf(-2.f * ax);
+  return copysignf((1.f - t) / (1.f + t), x);
+}
+__device__ __forceinline__ double tanh_acc(double x) { return tanh(x); }
+
+template <typename A> __device__ __forceinline__ A neg_inf() { return -INFINITY; }
+template <typename A> __device__ __forceinline__ A qnan() { return static_cast<A>(NAN); }
+
+// ------------------------------------------------------------ row sweeps ----
+
+constexpr int kUnroll = 4;  // 16-byte loads in flight per thread before first use
+
+// Calls f(j, x_j) for every j of a row of C elements of T, each thread of the
+// block taking 16-byte vectors (a scalar head until the row is 16-byte
+// aligned, a scalar tail). Order of calls per thread is fixed.
+template <typename T, typename F>
+__device__ __forceinline__ void row_read(const T* __restrict__ row, int64_t C, F&& f) {
+  constexpr int V = 16 / sizeof(T);
+  const int64_t tid = threadIdx.x, nt = blockDim.x;
+  int64_t head = static_cast<int64_t>(((16 - (reinterpret_cast<uintptr_t>(row) & 15)) & 15) / sizeof(T));
+  if (head > C) head = C;
+  for (int64_t j = tid; j < head; j += nt) f(j, row[j]);
+  const int64_t nvec = (C - head) / V;
+  const uint4* vp = reinterpret_cast<const uint4*>(row + head);
+  for (int64_t k0 = tid; k0 < nvec; k0 += kUnroll * nt) {
+    uint4 r[kUnroll];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int64_t k = k0 + u * nt;
+      if (k < nvec) r[u] = __ldg(vp + k);
+    }
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int64_t k = k0 + u * nt;
+      if (k < nvec) {
+        T v[V];
+        memcpy(v, &r[u], 16);
+#pragma unroll
+        for (int e = 0; e < V; ++e) f(head + k * V + e, v[e]);
+      }
+    }
+  }
+  for (int64_t j = head + nvec * V + tid; j < C; j += nt) f(j, row[j]);
+}
+
+// out[j] = f(j, in[j]) over a row; vectorised when in and out share their
+// 16-byte alignment (always, for rows of buffers from the same allocator).
+template <typename T, typename F>
+__device__ __forceinline__ void row_map(const T* __restrict__ in, T* out, int64_t C, F&& f) {
+  constexpr int V = 16 / sizeof(T);
+  const int64_t tid = threadIdx.x, nt = blockDim.x;
+  if (((reinterpret_cast<uintptr_t>(in) ^ reinterpret_cast<uintptr_t>(out)) & 15) != 0) {
+    for (int64_t j = tid; j < C; j += nt) out[j] = f(j, in[j]);
+    return;
+  }
+  int64_t head = static_cast<int64_t>(((16 - (reinterpret_cast<uintptr_t>(in) & 15)) & 15) / sizeof(T));
+  if (head > C) head = C;
+  for (int64_t j = tid; j < head; j += nt) out[j] = f(j, in[j]);
+  const int64_t nvec = (C - head) / V;
+  const uint4* vp = reinterpret_cast<const uint4*>(in + head);
+  uint4* op = reinterpret_cast<uint4*>(out + head);
+  for (int64_t k0 = tid; k0 < nvec; k0 += kUnroll * nt) {
+    uint4 r[kUnroll];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int64_t k = k0 + u * nt;
+      if (k < nvec) r[u] = vp[k];  // not __ldg: `out` may alias `in` (in-place gradient)
+    }
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int64_t k = k0 + u * nt;
+      if (k < nvec) {
+        T v[V], o[V];
+        memcpy(v, &r[u], 16);
+#pragma unroll
+        for (int e = 0; e < V; ++e) o[e] = f(head + k * V + e, v[e]);
+        uint4 w;
+        memcpy(&w, o, 16);
+        op[k] = w;
+      }
+    }
+  }
+  for (int64_t j = head + nvec * V + tid; j < C; j += nt) out[j] = f(j, in[j]);
+}
+
+template <typename T>
+__device__ __forceinline__ void row_zero(T* out, int64_t C) {
+  for (int64_t j = threadIdx.x; j < C; j += blockDim.x) out[j] = from_acc<T>(typename AccOf<T>::type(0));
+}
+
+// ----------------------------------------------------- block reductions ----
+
+// Online-softmax state: running max, sum of exp(x - max), NaN seen.
+template <typename A>
+struct MS {
+  A m, s;
+  bool nan;
+};
+
+template <typename A>
+__device__ __forceinline__ void ms_add(MS<A>& st, A x) {
+  if (x != x) {
+    st.nan = true;
+    return;
+  }
+  if (x > st.m) {
+    // exp(-inf - x) is 0, so the first finite element needs no special case;
+    // a +inf makes the row non-finite, handled at the end.
+    st.s = st.s * exp_acc(st.m - x) + A(1);
+    st.m = x;
+  } else if (x != neg_inf<A>()) {  // -inf adds 0; skipping it avoids -inf - -inf = NaN
+    st.s += exp_acc(x - st.m);
+  }
+}
+
+template <typename A>
+__device__ __forceinline__ MS<A> ms_merge(MS<A> a, MS<A> b) {
+  MS<A> r;
+  r.nan = a.nan || b.nan;
+  r.m = a.m > b.m ? a.m : b.m;
+  const A ea = a.m == r.m ? A(1) : exp_acc(a.m - r.m);
+  const A eb = b.m == r.m ? A(1) : exp_acc(b.m - r.m);
+  r.s = a.s * ea + b.s * eb;
+  return r;
+}
+
+template <typename A>
+__device__ __forceinline__ MS<A> shfl(MS<A> v, int off) {
+  MS<A> r;
+  r.m = __shfl_xor_sync(0xffffffffu, v.m, off);
+  r.s = __shfl_xor_sync(0xffffffffu, v.s, off);
+  r.nan = __shfl_xor_sync(0xffffffffu, static_cast<int>(v.nan), off) != 0;
+  return r;
+}
+template <typename A>
+__device__ __forceinline__ A shfl(A v, int off) {
+  return __shfl_xor_sync(0xffffffffu, v, off);
+}
+
+template <typename V> __device__ __forceinline__ V combine(V a, V b) { return a + b; }
+template <typename A> __device__ __forceinline__ MS<A> combine(MS<A> a, MS<A> b) { return ms_merge(a, b); }
+
+// Block-wide reduction with a fixed tree (deterministic); every thread gets
+// the result. blockDim.x is a multiple of 32 and at most 1024.
+template <typename V>
+__device__ __forceinline__ V block_reduce(V v, V* smem /* >= 33 entries */) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+#pragma unroll
+  for (int off = 16; off > 0; off >>= 1) v = combine(v, shfl(v, off));
+  __syncthreads();  // smem may still be read by a previous reduction
+  if (lane == 0) smem[warp] = v;
+  __syncthreads();
+  if (warp == 0) {
+    V w = smem[lane < nw ? lane : 0];
+    if (lane >= nw) w = smem[32];  // identity, set by the caller
+#pragma unroll
+    for (int off = 16; off > 0; off >>= 1) w = combine(w, shfl(w, off));
+    if (lane == 0) smem[0] = w;
+  }
+  __syncthreads();
+  return smem[0];
+}
+
+template <typename A>
+__device__ __forceinline__ A block_sum(A v, A* smem) {
+  if (threadIdx.x == 0) smem[32] = A(0);
+  return block_reduce(v, smem);
+}
+
+template <typename A>
+__device__ __forceinline__ MS<A> block_ms(MS<A> v, MS<A>* smem) {
+  if (threadIdx.x == 0) smem[32] = MS<A>{neg_inf<A>(), A(0), false};
+  return block_reduce(v, smem);
+}
+
+// lse from the block's online state: NaN for rows holding NaN, +inf, or only
+// -inf (the CPU reference's exact path gives NaN for these: inf - inf).
+template <typename A>
+__device__ __forceinline__ A lse_of(const MS<A>& st) {
+  if (st.nan || !(st.m > neg_inf<A>()) || st.m == -neg_inf<A>()) return qnan<A>();
+  return st.m + log_acc(st.s);
+}
+
+// --------------------------------------------------------- workspace ----
+
+// One cudaMallocAsync per call. The header first, then chunk partials and the
+// per-row losses.
+struct Header {
+  unsigned long long err_pos;  // smallest bad label position, ~0 when none
+  long long err_val;
+  double norm;      // the mean's denominator
+  double wsum_all;  // sum of the class weights (C without weights)
+  double pad[4];
+};
+
+constexpr int kChunk = 4096;      // rows per first-stage partial (fixed: determinism)
+constexpr int kReduceThreads = 256;
+
+struct CEParams {
+  int64_t N, C;
+  const void* x;
+  const int64_t* labels;
+  const void* target;
+  const void* w;
+  const void* sw;
+  int64_t ignore_index;
+  double eps, zl, softcap;
+  int reduction;   // Reduction
+  int normalizer;  // Normalizer
+  double normalizer_value;
+  void* loss;       // final output
+  void* row_loss;   // N acc values (output itself for kNone)
+  void* lse;
+  void* grad;
+  void* grad_t;
+  const void* go;
+  Header* hdr;
+  double* prep_part;  // 3 per chunk
+  double* loss_part;  // 1 per chunk
+};
+
+template <typename A>
+__device__ __forceinline__ A ldA(const void* p, int64_t i) {
+  return static_cast<const A*>(p)[i];
+}
+
+// Stage 1 of the label pass: validation and per-chunk sums of
+// (w[y], w[y] * sw, valid) for hard labels, or (sw, 0, 0) for soft targets.
+template <typename A>
+__global__ void ce_prep(CEParams p) {
+  __shared__ double sm[33];
+  const int64_t c0 = static_cast<int64_t>(blockIdx.x) * kChunk;
+  const int64_t c1 = min(c0 + kChunk, p.N);
+  double a = 0, b = 0, v = 0;
+  for (int64_t i = c0 + threadIdx.x; i < c1; i += blockDim.x) {
+    const double swi = p.sw ? static_cast<double>(ldA<A>(p.sw, i)) : 1.0;
+    if (p.labels) {
+      const int64_t y = p.labels[i];
+      if (y == p.ignore_index) continue;
+      if (y < 0 || y >= p.C) {
+        atomicMin(&p.hdr->err_pos, static_cast<unsigned long long>(i));
+        continue;
+      }
+      const double wy = p.w ? static_cast<double>(ldA<A>(p.w, y)) : 1.0;
+      a += wy;
+      b += wy * swi;
+      v += 1.0;
+    } else {
+      a += swi;
+    }
+  }
+  a = block_sum(a, sm);
+  b = block_sum(b, sm);
+  v = block_sum(v, sm);
+  if (threadIdx.x == 0) {
+    p.prep_part[3 * blockIdx.x + 0] = a;
+    p.prep_part[3 * blockIdx.x + 1] = b;
+    p.prep_part[3 * blockIdx.x + 2] = v;
+  }
+}
+
+// One block: the normaliser, the class-weight sum, the bad label's value.
+template <typename A>
+__global__ void ce_finalize(CEParams p, int64_t nchunks) {
+  __shared__ double sm[33];
+  double a = 0, b = 0, v = 0, ws = 0;
+  for (int64_t k = threadIdx.x; k < nchunks; k += blockDim.x) {
+    a += p.prep_part[3 * k];
+    b += p.prep_part[3 * k + 1];
+    v += p.prep_part[3 * k + 2];
+  }
+  if (p.w) {
+    for (int64_t j = threadIdx.x; j < p.C; j += blockDim.x) ws += static_cast<double>(ldA<A>(p.w, j));
+  }
+  a = block_sum(a, sm);
+  b = block_sum(b, sm);
+  v = block_sum(v, sm);
+  ws = block_sum(ws, sm);
+  if (threadIdx.x == 0) {
+    double norm = 0;
+    const bool hard = p.labels != nullptr;
+    switch (static_cast<Normalizer>(p.normalizer)) {
+      case Normalizer::kAuto: norm = hard ? a : static_cast<double>(p.N); break;
+      case Normalizer::kValid: norm = hard ? v : static_cast<double>(p.N); break;
+      case Normalizer::kWeights: norm = hard ? b : (p.sw ? a : static_cast<double>(p.N)); break;
+      case Normalizer::kValue: norm = p.normalizer_value; break;
+    }
+    p.hdr->norm = norm;
+    p.hdr->wsum_all = p.w ? ws : static_cast<double>(p.C);
+    const unsigned long long pos = p.hdr->err_pos;
+    p.hdr->err_val = pos != ~0ull ? static_cast<long long>(p.labels[pos]) : 0;
+  }
+}
+
+// d(returned loss)/d(loss_i), as the CPU computes it (double, then acc type).
+template <typename A>
+__device__ __forceinline__ A row_scale(const CEParams& p, int64_t i, bool ignored) {
+  if (ignored) return A(0);
+  double s = p.reduction == static_cast<int>(Reduction::kMean) ? 1.0 / p.hdr->norm : 1.0;
+  if (p.sw) s *= static_cast<double>(ldA<A>(p.sw, i));
+  if (p.go) s *= static_cast<double>(ldA<A>(p.go, p.reduction == static_cast<int>(Reduction::kNone) ? i : 0));
+  return static_cast<A>(s);
+}
+
+template <typename T, typename A>
+__device__ __forceinline__ A capped(A v, bool cap, A s, A inv) {
+  return cap ? s * tanh_acc(v * inv) : v;
+}
+
+template <typename T>
+__global__ void __launch_bounds__(1024) ce_rows(CEParams p) {
+  using A = typename AccOf<T>::type;
+  __shared__ MS<A> sm_ms[33];
+  __shared__ A sm_a[33];
+  const int64_t N = p.N, C = p.C;
+  const bool cap = p.softcap > 0;
+  const A capv = static_cast<A>(p.softcap), capinv = cap ? A(1) / capv : A(0);
+  const A eps = static_cast<A>(p.eps), zl = static_cast<A>(p.zl);
+  const A inv_c = A(1) / static_cast<A>(C);
+  const A* w = static_cast<const A*>(p.w);
+  const bool want_grad = p.grad != nullptr || p.grad_t != nullptr;
+  A* row_loss = static_cast<A*>(p.row_loss);
+  A* lse_out = static_cast<A*>(p.lse);
+
+  for (int64_t i = blockIdx.x; i < N; i += gridDim.x) {
+    const int64_t off = i * C;
+    const T* x = static_cast<const T*>(p.x) + off;
+    int64_t y = -1;
+    bool ignored = false;
+    if (p.labels) {
+      y = p.labels[i];
+      // Out-of-range labels were recorded by ce_prep and fail the call; the
+      // row is treated as ignored so that nothing is read out of bounds.
+      ignored = y == p.ignore_index || y < 0 || y >= C;
+    }
+    if (ignored) {
+      if (threadIdx.x == 0) row_loss[i] = A(0);
+      if (p.grad) row_zero(static_cast<T*>(p.grad) + off, C);  // exact zeros, NaN logits or not
+      if (!lse_out) continue;
+    }
+    const T* t = p.labels ? nullptr : static_cast<const T*>(p.target) + off;
+
+    // Pass 1: online softmax, plus the loss coefficients that need the row:
+    // acc = sum a_j z_j (smoothing or soft targets), asum = sum a_j (soft).
+    MS<A> st{neg_inf<A>(), A(0), false};
+    A acc = 0, asum = 0;
+    const bool need_acc = !p.labels || eps > A(0);
+    row_read(x, C, [&](int64_t j, T raw) {
+      const A z = capped<T, A>(to_acc(raw), cap, capv, capinv);
+      ms_add(st, z);
+      if (need_acc) {
+        if (p.labels) {
+          acc += (w ? w[j] : A(1)) * z;
+        } else {
+          A a = (A(1) - eps) * to_acc(t[j]) + eps * inv_c;
+          if (w) a *= w[j];
+          asum += a;
+          acc += a * z;
+        }
+      }
+    });
+    st = block_ms(st, sm_ms);
+    if (need_acc) {
+      acc = block_sum(acc, sm_a);
+      if (!p.labels) asum = block_sum(asum, sm_a);
+    }
+    const A lse = lse_of(st);
+    if (lse_out && threadIdx.x == 0) lse_out[i] = lse;
+    if (ignored) continue;
+
+    A Acoef, AZ;
+    if (p.labels) {
+      const A wy = w ? w[y] : A(1);
+      const A zy = capped<T, A>(to_acc(x[y]), cap, capv, capinv);
+      Acoef = (A(1) - eps) * wy;
+      AZ = Acoef * zy;
+      if (eps > A(0)) {
+        Acoef += eps * static_cast<A>(p.hdr->wsum_all) * inv_c;
+        AZ += eps * inv_c * acc;
+      }
+    } else {
+      Acoef = asum;
+      AZ = acc;
+    }
+    A loss = Acoef * lse - AZ;
+    if (zl != A(0)) loss += zl * lse * lse;
+    if (threadIdx.x == 0) row_loss[i] = (p.sw ? ldA<A>(p.sw, i) : A(1)) * loss;
+    if (!want_grad) continue;
+
+    // Pass 2: gradient, re-reading the row (from L2: see the grid size).
+    const A scale = row_scale<A>(p, i, false);
+    const A coef = scale * (Acoef + A(2) * zl * lse);
+    if (p.grad_t) {
+      // d loss / d t_j = scale (1 - eps) w_j (lse - z_j); written before the
+      // logits gradient, which may overwrite x (inplace_grad).
+      T* gt = static_cast<T*>(p.grad_t) + off;
+      const A k = scale * (A(1) - eps);
+      row_map(x, gt, C, [&](int64_t j, T raw) {
+        const A z = capped<T, A>(to_acc(raw), cap, capv, capinv);
+        A gv = k * (lse - z);
+        if (w) gv *= w[j];
+        return from_acc<T>(gv);
+      });
+    }
+    if (p.grad) {
+      T* g = static_cast<T*>(p.grad) + off;
+      const A smooth = scale * eps * inv_c;
+      const A wy = p.labels ? (w ? w[y] : A(1)) : A(0);
+      const A corr = scale * (A(1) - eps) * wy;
+      row_map(x, g, C, [&](int64_t j, T raw) {
+        const A z = capped<T, A>(to_acc(raw), cap, capv, capinv);
+        A gv = coef * exp_acc(z - lse);
+        if (p.labels) {
+          if (eps > A(0)) gv -= smooth * (w ? w[j] : A(1));
+          if (j == y) gv -= corr;
+        } else {
+          A a = scale * (A(1) - eps) * to_acc(t[j]) + smooth;
+          if (w) a *= w[j];
+          gv -= a;
+        }
+        if (cap) {
+          const A zc = z * capinv;
+          gv *= A(1) - zc * zc;
+        }
+        return from_acc<T>(gv);
+      });
+    }
+  }
+}
+
+// nll_loss: loss_i = -sw_i w[y] x[i, y]; gradient -scale_i w[y] at the label
+// (the rest of the row was zeroed by a memset).
+template <typename T>
+__global__ void nll_rows(CEParams p) {
+  using A = typename AccOf<T>::type;
+  const A* w = static_cast<const A*>(p.w);
+  A* row_loss = static_cast<A*>(p.row_loss);
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < p.N;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t y = p.labels[i];
+    if (y == p.ignore_index || y < 0 || y >= p.C) {
+      row_loss[i] = A(0);
+      continue;
+    }
+    const A wy = w ? w[y] : A(1);
+    const A xv = to_acc(static_cast<const T*>(p.x)[i * p.C + y]);
+    row_loss[i] = -(p.sw ? ldA<A>(p.sw, i) : A(1)) * wy * xv;
+    if (p.grad) static_cast<T*>(p.grad)[i * p.C + y] = from_acc<T>(-row_scale<A>(p, i, false) * wy);
+  }
+}
+
+// Per-row losses -> per-chunk double partials (fixed chunks, fixed tree).
+template <typename A>
+__global__ void loss_stage1(const A* row_loss, int64_t N, double* part) {
+  __shared__ double sm[33];
+  const int64_t c0 = static_cast<int64_t>(blockIdx.x) * kChunk;
+  const int64_t c1 = min(c0 + kChunk, N);
+  double s = 0;
+  for (int64_t i = c0 + threadIdx.x; i < c1; i += blockDim.x) s += static_cast<double>(row_loss[i]);
+  s = block_sum(s, sm);
+  if (threadIdx.x == 0) part[blockIdx.x] = s;
+}
+
+template <typename A>
+__global__ void loss_stage2(const double* part, int64_t nchunks, const Header* hdr, bool mean, A* out) {
+  __shared__ double sm[33];
+  double s = 0;
+  for (int64_t k = threadIdx.x; k < nchunks; k += blockDim.x) s += part[k];
+  s = block_sum(s, sm);
+  if (threadIdx.x == 0) out[0] = static_cast<A>(mean ? s / hdr->norm : s);
+}
+
+// ---------------------------------------------------- log_softmax / lse ----
+
+struct SMParams {
+  int64_t N, C;
+  const void* x;
+  bool log_softmax;
+  void* out;
+  const void* go;
+  void* gi;
+};
+
+template <typename T>
+__global__ void __launch_bounds__(1024) softmax_rows(SMParams p) {
+  using A = typename AccOf<T>::type;
+  __shared__ MS<A> sm_ms[33];
+  __shared__ A sm_a[33];
+  const int64_t C = p.C;
+  for (int64_t i = blockIdx.x; i < p.N; i += gridDim.x) {
+    const int64_t off = i * C;
+    const T* x = static_cast<const T*>(p.x) + off;
+    const T* g = (p.log_softmax && p.go) ? static_cast<const T*>(p.go) + off : nullptr;
+    MS<A> st{neg_inf<A>(), A(0), false};
+    A gsum = 0;
+    row_read(x, C, [&](int64_t j, T raw) {
+      ms_add(st, to_acc(raw));
+      if (g) gsum += to_acc(g[j]);
+    });
+    st = block_ms(st, sm_ms);
+    if (g) gsum = block_sum(gsum, sm_a);
+    if (!g) gsum = static_cast<A>(C);
+    const A lse = lse_of(st);
+    if (p.out) {
+      if (p.log_softmax) {
+        row_map(x, static_cast<T*>(p.out) + off, C,
+                [&](int64_t, T raw) { return from_acc<T>(to_acc(raw) - lse); });
+      } else if (threadIdx.x == 0) {
+        static_cast<T*>(p.out)[i] = from_acc<T>(lse);
+      }
+    }
+    if (!p.gi) continue;
+    T* gi = static_cast<T*>(p.gi) + off;
+    if (p.log_softmax) {
+      row_map(x, gi, C, [&](int64_t j, T raw) {
+        const A pj = exp_acc(to_acc(raw) - lse);
+        return from_acc<T>((g ? to_acc(g[j]) : A(1)) - pj * gsum);
+      });
+    } else {
+      const A go = p.go ? to_acc(static_cast<const T*>(p.go)[i]) : A(1);
+      row_map(x, gi, C, [&](int64_t, T raw) { return from_acc<T>(go * exp_acc(to_acc(raw) - lse)); });
+    }
+  }
+}
+
+// ------------------------------------------------------------ launching ----
+
+// Makes the device owning `ptr` current for this call (the caller's library
+// may have a different current device on this thread) and restores it after.
+class DeviceGuard {
+ public:
+  cudaError_t enter(const void* ptr) {
+    cudaError_t e = cudaGetDevice(&prev_);
+    if (e != cudaSuccess) return e;
+    cudaPointerAttributes attr;
+    e = cudaPointerGetAttributes(&attr, ptr);
+    if (e != cudaSuccess) return e;
+    if (attr.type == cudaMemoryTypeDevice || attr.type == cudaMemoryTypeManaged) dev_ = attr.device;
+    else dev_ = prev_;
+    if (dev_ != prev_) return cudaSetDevice(dev_);
+    return cudaSuccess;
+  }
+  int device() const { return dev_; }
+  ~DeviceGuard() {
+    if (dev_ >= 0 && prev_ >= 0 && dev_ != prev_) cudaSetDevice(prev_);
+  }
+
+ private:
+  int prev_ = -1, dev_ = -1;
+};
+
+int threads_for(int64_t C, size_t es) {
+  const int64_t V = static_cast<int64_t>(16 / es);
+  const int64_t want = (C / V + kUnroll - 1) / kUnroll;  // each thread: kUnroll vectors
+  int t = 32;
+  while (t < want && t < 1024) t *= 2;
+  return t;
+}
+
+// Blocks for the row kernels: enough to fill the GPU, few enough that the rows
+// in flight (read twice: softmax pass, then gradient pass) fit in about half of
+// L2, so that the second read costs no HBM traffic when rows are big.
+template <typename K>
+cudaError_t grid_for(K kernel, int dev, int threads, int64_t rows, int64_t row_bytes, int* grid) {
+  int sms = 0, l2 = 0, per_sm = 0;
+  cudaError_t e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
+  if (e == cudaSuccess) e = cudaDeviceGetAttribute(&l2, cudaDevAttrL2CacheSize, dev);
+  if (e == cudaSuccess) e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, threads, 0);
+  if (e != cudaSuccess) return e;
+  int64_t g = static_cast<int64_t>(sms) * (per_sm > 0 ? per_sm : 1);
+  const int64_t fit = row_bytes > 0 ? (static_cast<int64_t>(l2) / 2) / row_bytes : g;
+  if (fit < g) g = fit > sms ? fit : sms;
+  if (g > rows) g = rows;
+  if (g < 1) g = 1;
+  *grid = static_cast<int>(g);
+  return cudaSuccess;
+}
+
+template <typename T>
+Status launch_ce(const CrossEntropyArgs& a, StatusInfo* info) {
+  using A = typename AccOf<T>::type;
+  DeviceGuard guard;
+  LOSSX_CU(guard.enter(a.logits));
+  cudaStream_t stream = static_cast<cudaStream_t>(a.stream);
+  const int64_t N = a.rows, C = a.classes;
+  const bool hard = a.labels != nullptr;
+  if (a.log_probs_input && !hard) return fail(info, Status::kInvalidArgument, "nll_loss needs integer labels");
+  const bool reduce = a.reduction != Reduction::kNone;
+  const int64_t nchunks = (N + kChunk - 1) / kChunk;
+
+  size_t bytes = sizeof(Header) + sizeof(double) * static_cast<size_t>(4 * nchunks);
+  const size_t row_loss_off = (bytes + 255) & ~size_t(255);
+  if (reduce) bytes = row_loss_off + sizeof(A) * static_cast<size_t>(N);
+  void* ws = nullptr;
+  LOSSX_CU(cudaMallocAsync(&ws, bytes, stream));
+
+  CEParams p;
+  p.N = N;
+  p.C = C;
+  p.x = a.logits;
+  p.labels = a.labels;
+  p.target = a.target;
+  p.w = a.weight;
+  p.sw = a.sample_weight;
+  p.ignore_index = a.ignore_index;
+  p.eps = a.label_smoothing;
+  p.zl = a.z_loss;
+  p.softcap = a.softcap;
+  p.reduction = static_cast<int>(a.reduction);
+  p.normalizer = static_cast<int>(a.normalizer);
+  p.normalizer_value = a.normalizer_value;
+  p.loss = a.loss;
+  p.lse = a.lse;
+  p.grad = a.grad_logits;
+  p.grad_t = a.grad_target;
+  p.go = a.grad_output;
+  p.hdr = static_cast<Header*>(ws);
+  p.prep_part = reinterpret_cast<double*>(static_cast<char*>(ws) + sizeof(Header));
+  p.loss_part = p.prep_part + 3 * nchunks;
+  p.row_loss = reduce ? static_cast<void*>(static_cast<char*>(ws) + row_loss_off) : a.loss;
+
+  // From here on every error path must still free ws: collect the first error.
+  cudaError_t err = cudaMemsetAsync(ws, 0xff, sizeof(unsigned long long), stream);
+  const char* where = "cudaMemsetAsync";
+  auto step = [&](cudaError_t e, const char* w) {
+    if (err == cudaSuccess && e != cudaSuccess) {
+      err = e;
+      where = w;
+    }
+  };
+  if (nchunks > 0 && err == cudaSuccess) {
+    ce_prep<A><<<static_cast<unsigned>(nchunks), kReduceThreads, 0, stream>>>(p);
+    step(cudaGetLastError(), "ce_prep launch");
+  }
+  if (err == cudaSuccess) {
+    ce_finalize<A><<<1, 1024, 0, stream>>>(p, nchunks);
+    step(cudaGetLastError(), "ce_finalize launch");
+  }
+  if (N > 0 && err == cudaSuccess) {
+    if (a.log_probs_input) {
+      if (a.grad_logits) {
+        step(cudaMemsetAsync(a.grad_logits, 0, static_cast<size_t>(N * C) * sizeof(T), stream),
+             "cudaMemsetAsync(grad)");
+      }
+      if (err == cudaSuccess) {
+        const int64_t blocks = (N + 255) / 256;
+        nll_rows<T><<<static_cast<unsigned>(blocks < 65536 ? blocks : 65536), 256, 0, stream>>>(p);
+        step(cudaGetLastError(), "nll_rows launch");
+      }
+    } else {
+      const int threads = threads_for(C, sizeof(T));
+      int grid = 1;
+      const bool two_pass = a.grad_logits != nullptr || a.grad_target != nullptr;
+      step(grid_for(ce_rows<T>, guard.device(), threads, N, two_pass ? C * static_cast<int64_t>(sizeof(T)) : 0,
+                    &grid),
+           "device attributes");
+      if (err == cudaSuccess) {
+        ce_rows<T><<<grid, threads, 0, stream>>>(p);
+        step(cudaGetLastError(), "ce_rows launch");
+      }
+    }
+  }
+  if (reduce && err == cudaSuccess) {
+    if (nchunks > 0) {
+      loss_stage1<A><<<static_cast<unsigned>(nchunks), kReduceThreads, 0, stream>>>(
+          static_cast<const A*>(p.row_loss), N, p.loss_part);
+      step(cudaGetLastError(), "loss_stage1 launch");
+    }
+    if (err == cudaSuccess) {
+      loss_stage2<A><<<1, 1024, 0, stream>>>(p.loss_part, nchunks, p.hdr, a.reduction == Reduction::kMean,
+                                             static_cast<A*>(a.loss));
+      step(cudaGetLastError(), "loss_stage2 launch");
+    }
+  }
+  // The label check needs the error slot on the host: one 16-byte copy and a
+  // stream synchronisation per call with hard labels. This is the only host
+  // sync; calls with soft targets stay fully asynchronous.
+  long long slot[2] = {-1, 0};
+  if (hard && err == cudaSuccess) step(cudaMemcpyAsync(slot, ws, sizeof(slot), cudaMemcpyDeviceToHost, stream), "cudaMemcpyAsync(error slot)");
+  step(cudaFreeAsync(ws, stream), "cudaFreeAsync");
+  if (hard && err == cudaSuccess) step(cudaStreamSynchronize(stream), "cudaStreamSynchronize");
+  if (err != cudaSuccess) return cuda_fail(info, err, where);
+  if (hard && static_cast<unsigned long long>(slot[0]) != ~0ull) {
+    char msg[160];
+    std::snprintf(msg, sizeof(msg), "label %lld at position %lld is out of range [0, %lld)", slot[1], slot[0],
+                  static_cast<long long>(C));
+    return fail(info, Status::kIndexError, msg, slot[0], slot[1]);
+  }
+  return Status::kOk;
+}
+
+template <typename T>
+Status launch_softmax(const SoftmaxArgs& a, StatusInfo* info) {
+  DeviceGuard guard;
+  LOSSX_CU(guard.enter(a.input));
+  if (a.rows == 0) return Status::kOk;
+  SMParams p{a.rows, a.cols, a.input, a.log_softmax, a.out, a.grad_output, a.grad_input};
+  const int threads = threads_for(a.cols, sizeof(T));
+  int grid = 1;
+  const bool two_pass = a.grad_input != nullptr || (a.log_softmax && a.out != nullptr);
+  LOSSX_CU(grid_for(softmax_rows<T>, guard.device(), threads, a.rows,
+                    two_pass ? a.cols * static_cast<int64_t>(sizeof(T)) : 0, &grid));
+  softmax_rows<T><<<grid, threads, 0, static_cast<cudaStream_t>(a.stream)>>>(p);
+  LOSSX_CU(cudaGetLastError());
+  return Status::kOk;
+}
+
+}  // namespace
+
+int device_count() {
+  int n = 0;
+  if (cudaGetDeviceCount(&n) != cudaSuccess) {
+    cudaGetLastError();  // clear it: "no driver" must not poison later calls
+    return 0;
+  }
+  return n;
+}
+
+Status cross_entropy(const CrossEntropyArgs& a, StatusInfo* info) {
+  switch (a.dtype) {
+    case DType::kF32: return launch_ce<float>(a, info);
+    case DType::kF64: return launch_ce<double>(a, info);
+    case DType::kF16: return launch_ce<__half>(a, info);
+    case DType::kBF16: return launch_ce<__nv_bfloat16>(a, info);
+  }
+  return fail(info, Status::kUnsupported, "unsupported dtype");
+}
+
+Status softmax_family(const SoftmaxArgs& a, StatusInfo* info) {
+  switch (a.dtype) {
+    case DType::kF32: return launch_softmax<float>(a, info);
+    case DType::kF64: return launch_softmax<double>(a, info);
+    case DType::kF16: return launch_softmax<__half>(a, info);
+    case DType::kBF16: return launch_softmax<__nv_bfloat16>(a, info);
+  }
+  return fail(info, Status::kUnsupported, "unsupported dtype");
+}
+
+}  // namespace cuda
+}  // namespace lossx
