@@ -388,6 +388,7 @@ def plot(results, copy, path, threads):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
     libs = [l for l in LIBS if l != "torch" and any(l in r["libs"] for r in results)]
     labels = [f"{r['loss']}\n{r['mode']}\n{r['N']}x{r['C']}" for r in results]
     x = np.arange(len(results))
@@ -399,6 +400,10 @@ def plot(results, copy, path, threads):
         ax.bar_label(bars, fmt="%.2g", fontsize=7)
     ax.axhline(1.0, color="k", lw=0.8, ls="--", label="torch")
     ax.set_yscale("log")
+    fmt = matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}")
+    ax.yaxis.set_major_formatter(fmt)
+    ax.yaxis.set_minor_formatter(fmt)
+    ax.tick_params(axis="y", which="minor", labelsize=7)
     ax.set_xticks(x)
     ax.set_xticklabels(labels, fontsize=7)
     ax.set_ylabel("speed-up vs torch CPU (higher is faster)")
