@@ -1,0 +1,496 @@
+#!/usr/bin/env python3
+"""Side-by-side timing of lossx against PyTorch (CPU) and plain NumPy.
+
+Everything runs in ONE process on the SAME input arrays: the libraries are
+interleaved call by call (lossx, torch, numpy, lossx, ...) so that a noisy
+neighbour or a frequency change hits all of them alike, and each number is the
+median of several samples taken after a warm-up. Tiny problems are timed in
+batches of calls so that the per-call overhead is what gets measured.
+
+Before timing, each library's loss (and gradient) is checked against torch, so
+a fast wrong result never makes it into the table.
+
+    python benchmarks/compare.py                       # default sizes, 2 threads
+    python benchmarks/compare.py --threads 1 --json out.json --png out.png
+    python benchmarks/compare.py --quick               # small sizes only (CI smoke)
+    python benchmarks/compare.py --sizes 256x10,4096x32000
+
+Which losses are timed comes from lossx._catalog: every catalog name that has an
+entry in IMPLS below. Adding a loss = one IMPLS entry (input maker, lossx call,
+torch call, optional NumPy call, bytes moved).
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import numpy as np
+
+DEFAULT_SIZES = [(256, 10), (4096, 1000), (1024, 32000), (4096, 32000), (256, 128256)]
+QUICK_SIZES = [(256, 10), (512, 1000)]
+LIBS = ("lossx", "torch", "numpy")
+MODES = ("fwd", "fwd+bwd")
+
+
+# ---------------------------------------------------------------------------
+# The losses: one entry per catalog name.
+#   make(rng, N, C)            -> dict of NumPy inputs
+#   lossx(inp, grad)           -> loss, or (loss, grad)
+#   torch(tin, grad)           -> loss tensor, or (loss, grad tensor); `tin` are the
+#                                 same buffers as torch tensors (no copy)
+#   numpy(inp, grad)           -> same as lossx, plain NumPy; None when there is none
+#   nbytes(inp, grad)          -> bytes a perfect kernel must move (read + written)
+# ---------------------------------------------------------------------------
+@dataclass
+class Impl:
+    make: Callable
+    lossx: Callable
+    torch: Callable
+    numpy: Optional[Callable]
+    nbytes: Callable
+
+
+def _make_ce(rng, N, C):
+    return {"logits": (rng.standard_normal((N, C), dtype=np.float32) * 2.0),
+            "labels": rng.integers(0, C, size=N, dtype=np.int64)}
+
+
+def _lossx_ce(inp, grad):
+    import lossx
+    return lossx.cross_entropy(inp["logits"], inp["labels"], return_grad=grad)
+
+
+def _torch_ce(tin, grad):
+    import torch.nn.functional as F
+    x = tin["logits"]
+    if not grad:
+        return F.cross_entropy(x, tin["labels"])
+    x.grad = None
+    loss = F.cross_entropy(x, tin["labels"])
+    loss.backward()
+    return loss, x.grad
+
+
+def _numpy_ce(inp, grad):
+    # What a careful NumPy user writes: max-shifted log-softmax, gather, and
+    # softmax - onehot for the gradient, in place where it is easy.
+    x, y = inp["logits"], inp["labels"]
+    N = x.shape[0]
+    z = x - x.max(axis=1, keepdims=True)
+    rows = np.arange(N)
+    zy = z[rows, y]
+    np.exp(z, out=z)
+    s = z.sum(axis=1, keepdims=True)
+    loss = float(np.mean(np.log(s[:, 0]) - zy))
+    if not grad:
+        return loss
+    z *= (1.0 / N) / s
+    z[rows, y] -= 1.0 / N
+    return loss, z
+
+
+def _bytes_ce(inp, grad):
+    return inp["logits"].nbytes * (2 if grad else 1)
+
+
+def _make_nll(rng, N, C):
+    inp = _make_ce(rng, N, C)
+    x = inp["logits"]
+    inp["logits"] = (x - np.log(np.exp(x - x.max(1, keepdims=True)).sum(1, keepdims=True)) - x.max(1, keepdims=True))
+    return inp
+
+
+def _lossx_nll(inp, grad):
+    import lossx
+    return lossx.nll_loss(inp["logits"], inp["labels"], return_grad=grad)
+
+
+def _torch_nll(tin, grad):
+    import torch.nn.functional as F
+    x = tin["logits"]
+    if not grad:
+        return F.nll_loss(x, tin["labels"])
+    x.grad = None
+    loss = F.nll_loss(x, tin["labels"])
+    loss.backward()
+    return loss, x.grad
+
+
+def _numpy_nll(inp, grad):
+    x, y = inp["logits"], inp["labels"]
+    N = x.shape[0]
+    rows = np.arange(N)
+    loss = float(-x[rows, y].mean())
+    if not grad:
+        return loss
+    g = np.zeros_like(x)
+    g[rows, y] = -1.0 / N
+    return loss, g
+
+
+def _bytes_nll(inp, grad):
+    # Forward touches one logit and one label per row; the gradient is dense.
+    N = inp["labels"].shape[0]
+    return N * (8 + 4) + (inp["logits"].nbytes if grad else 0)
+
+
+def _make_x(rng, N, C):
+    return {"logits": rng.standard_normal((N, C), dtype=np.float32) * 2.0}
+
+
+def _lossx_log_softmax(inp, grad):
+    import lossx
+    return lossx.log_softmax(inp["logits"], return_grad=grad)
+
+
+def _torch_log_softmax(tin, grad):
+    import torch
+    import torch.nn.functional as F
+    x = tin["logits"]
+    if not grad:
+        return F.log_softmax(x, -1)
+    x.grad = None
+    out = F.log_softmax(x, -1)
+    out.backward(torch.ones_like(out))  # lossx's default: the gradient of out.sum()
+    return out, x.grad
+
+
+def _numpy_log_softmax(inp, grad):
+    x = inp["logits"]
+    m = x.max(axis=1, keepdims=True)
+    out = x - m
+    lse = np.log(np.exp(out).sum(axis=1, keepdims=True))
+    out -= lse
+    if not grad:
+        return out
+    return out, 1.0 - np.exp(out) * x.shape[1]
+
+
+def _bytes_log_softmax(inp, grad):
+    return inp["logits"].nbytes * (3 if grad else 2)
+
+
+def _lossx_logsumexp(inp, grad):
+    import lossx
+    return lossx.logsumexp(inp["logits"], return_grad=grad)
+
+
+def _torch_logsumexp(tin, grad):
+    import torch
+    x = tin["logits"]
+    if not grad:
+        return torch.logsumexp(x, -1)
+    x.grad = None
+    out = torch.logsumexp(x, -1)
+    out.backward(torch.ones_like(out))
+    return out, x.grad
+
+
+def _numpy_logsumexp(inp, grad):
+    x = inp["logits"]
+    m = x.max(axis=1, keepdims=True)
+    e = np.exp(x - m)
+    s = e.sum(axis=1, keepdims=True)
+    out = (m + np.log(s))[:, 0]
+    if not grad:
+        return out
+    e /= s
+    return out, e
+
+
+def _bytes_logsumexp(inp, grad):
+    return inp["logits"].nbytes * (2 if grad else 1)
+
+
+IMPLS = {
+    "cross_entropy": Impl(_make_ce, _lossx_ce, _torch_ce, _numpy_ce, _bytes_ce),
+    "nll_loss": Impl(_make_nll, _lossx_nll, _torch_nll, _numpy_nll, _bytes_nll),
+    "log_softmax": Impl(_make_x, _lossx_log_softmax, _torch_log_softmax, _numpy_log_softmax, _bytes_log_softmax),
+    "logsumexp": Impl(_make_x, _lossx_logsumexp, _torch_logsumexp, _numpy_logsumexp, _bytes_logsumexp),
+}
+
+
+def benchmarked_losses():
+    """Catalog names with an IMPLS entry (in catalog order), and those without."""
+    from lossx import _catalog
+    names = _catalog.names()
+    return [n for n in names if n in IMPLS], [n for n in names if n not in IMPLS]
+
+
+# ---------------------------------------------------------------------------
+# Timing
+# ---------------------------------------------------------------------------
+def _to_torch(inp, grad):
+    import torch
+    out = {}
+    for k, v in inp.items():
+        t = torch.from_numpy(v)
+        if grad and t.is_floating_point():
+            t.requires_grad_(True)
+        out[k] = t
+    return out
+
+
+def _sample(fn, inner):
+    t0 = time.perf_counter()
+    for _ in range(inner):
+        fn()
+    return (time.perf_counter() - t0) / inner
+
+
+def time_interleaved(fns, repeats, min_sample_s=0.02, budget_s=20.0):
+    """fns: {name: callable}. Returns {name: [seconds per call, ...]}.
+
+    Each library gets a warm-up, then an inner batch size so that a sample lasts
+    at least min_sample_s; rounds run the libraries one after the other. A
+    library whose samples already cost more than budget_s stops after 3 samples
+    (plain NumPy at 4096x32000 would otherwise take minutes).
+    """
+    inner = {}
+    for name, fn in fns.items():
+        fn()  # warm-up: first-touch of outputs, thread pools, caches
+        t = _sample(fn, 1)
+        inner[name] = max(1, min(10000, int(min_sample_s / max(t, 1e-9))))
+    samples = {name: [] for name in fns}
+    spent = {name: 0.0 for name in fns}
+    gc_was = gc.isenabled()
+    gc.disable()
+    try:
+        for r in range(repeats):
+            for name, fn in fns.items():
+                if r >= 3 and spent[name] > budget_s:
+                    continue
+                s = _sample(fn, inner[name])
+                samples[name].append(s)
+                spent[name] += s * inner[name]
+    finally:
+        if gc_was:
+            gc.enable()
+    return samples
+
+
+def _check(loss_name, mode, ref, got, lib):
+    """got/ref: loss or (loss, grad). rtol 1e-4: float32 sums over up to 1e8 terms."""
+    import torch
+    def arr(v):
+        return v.detach().numpy() if isinstance(v, torch.Tensor) else np.asarray(v)
+    rl, gl = (ref, None) if mode == "fwd" else ref
+    ol, og = (got, None) if mode == "fwd" else got
+    for what, o, r in (("value", ol, rl), ("gradient", og, gl)):
+        if r is None:
+            continue
+        o, r = arr(o), arr(r)
+        # atol relative to the largest entry: tiny entries carry absolute, not relative, float32 error.
+        if o.shape != r.shape or not np.allclose(o, r, rtol=1e-4, atol=1e-5 * float(np.abs(r).max())):
+            raise SystemExit(f"{lib} {loss_name} {mode}: {what} differs from torch "
+                             f"(shapes {o.shape} vs {r.shape}, max abs diff "
+                             f"{float(np.abs(o - r).max()) if o.shape == r.shape else float('nan'):.3g})")
+
+
+def copy_ceiling(threads, mb=512, repeats=5):
+    """GB/s of a large copy (bytes read + written): NumPy (one thread) and
+    torch's copy_ (its thread pool)."""
+    import torch
+    n = mb << 20
+    src = np.ones(n, dtype=np.uint8)
+    dst = np.zeros(n, dtype=np.uint8)
+    ts, td = torch.from_numpy(src), torch.from_numpy(dst)
+    res = time_interleaved({"np.copyto": lambda: np.copyto(dst, src), "torch copy_": lambda: td.copy_(ts)},
+                           repeats, min_sample_s=0.0)
+    out = {}
+    for name, s in res.items():
+        sec = statistics.median(s)
+        out[name] = {"ms": sec * 1e3, "gbps": 2 * n / sec / 1e9, "mb": mb,
+                     "threads": 1 if name == "np.copyto" else threads}
+    return out
+
+
+def run(losses, sizes, threads, repeats, libs):
+    import torch
+    import lossx
+    lossx.set_num_threads(threads)
+    torch.set_num_threads(threads)
+    rng = np.random.default_rng(0)
+    results = []
+    for loss_name in losses:
+        impl = IMPLS[loss_name]
+        for N, C in sizes:
+            inp = impl.make(rng, N, C)
+            for mode in MODES:
+                grad = mode == "fwd+bwd"
+                tin = _to_torch(inp, grad)
+                fns = {"lossx": lambda: impl.lossx(inp, grad), "torch": lambda: impl.torch(tin, grad)}
+                if impl.numpy is not None and "numpy" in libs:
+                    fns["numpy"] = lambda: impl.numpy(inp, grad)
+                fns = {k: v for k, v in fns.items() if k in libs or k == "torch"}
+                ref = fns["torch"]()
+                for lib, fn in fns.items():
+                    if lib != "torch":
+                        _check(loss_name, mode, ref, fn(), lib)
+                del ref
+                samples = time_interleaved(fns, repeats)
+                nbytes = impl.nbytes(inp, grad)
+                row = {"loss": loss_name, "mode": mode, "N": N, "C": C, "bytes": nbytes, "libs": {}}
+                for lib, s in samples.items():
+                    sec = statistics.median(s)
+                    row["libs"][lib] = {"ms": sec * 1e3, "gbps": nbytes / sec / 1e9, "samples": len(s),
+                                        "min_ms": min(s) * 1e3}
+                t_ms = row["libs"]["torch"]["ms"]
+                for lib, d in row["libs"].items():
+                    d["speedup_vs_torch"] = t_ms / d["ms"]
+                results.append(row)
+                print(_row_line(row), file=sys.stderr, flush=True)
+                del tin, fns
+            del inp
+            gc.collect()
+    return results
+
+
+def _row_line(row):
+    parts = [f"{lib} {d['ms']:.4g} ms" for lib, d in row["libs"].items()]
+    return f"  {row['loss']} {row['mode']} {row['N']}x{row['C']}: " + ", ".join(parts)
+
+
+def markdown(results, copy, meta):
+    libs = [l for l in LIBS if any(l in r["libs"] for r in results)]
+    head = ["loss", "mode", "N x C"] + [f"{l} ms" for l in libs] + [f"{l} GB/s" for l in libs] + \
+        [f"{l} / torch" for l in libs if l != "torch"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in results:
+        cells = [r["loss"], r["mode"], f"{r['N']}x{r['C']}"]
+        get = lambda l, k, f: (f.format(r["libs"][l][k]) if l in r["libs"] else "-")
+        cells += [get(l, "ms", "{:.4g}") for l in libs]
+        cells += [get(l, "gbps", "{:.3g}") for l in libs]
+        cells += [get(l, "speedup_vs_torch", "{:.2f}x") for l in libs if l != "torch"]
+        lines.append("| " + " | ".join(cells) + " |")
+    out = [f"threads={meta['threads']}  lossx {meta['lossx']} ({meta['simd_target']})  torch {meta['torch']}  "
+           f"numpy {meta['numpy']}  cpu: {meta['cpu']}", "",
+           "ms: median per call; GB/s: bytes a perfect kernel moves (logits read, + gradient written for "
+           "fwd+bwd) / time; `x / torch`: torch time / x time (higher is faster). NumPy runs one thread.", ""]
+    out += lines
+    if copy:
+        mb = next(iter(copy.values()))["mb"]
+        out += ["", f"| copy {mb} MB (read + write) | threads | ms | GB/s |", "|---|---|---|---|"]
+        for name, d in copy.items():
+            out.append(f"| {name} | {d['threads']} | {d['ms']:.4g} | {d['gbps']:.3g} |")
+    return "\n".join(out)
+
+
+def plot(results, copy, path, threads):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker
+    libs = [l for l in LIBS if l != "torch" and any(l in r["libs"] for r in results)]
+    labels = [f"{r['loss']}\n{r['mode']}\n{r['N']}x{r['C']}" for r in results]
+    x = np.arange(len(results))
+    width = 0.8 / max(1, len(libs))
+    fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(results) + 2), 4.5))
+    for k, lib in enumerate(libs):
+        vals = [r["libs"][lib]["speedup_vs_torch"] if lib in r["libs"] else np.nan for r in results]
+        bars = ax.bar(x + (k - (len(libs) - 1) / 2) * width, vals, width, label=lib)
+        ax.bar_label(bars, fmt="%.2g", fontsize=7)
+    ax.axhline(1.0, color="k", lw=0.8, ls="--", label="torch")
+    ax.set_yscale("log")
+    fmt = matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}")
+    ax.yaxis.set_major_formatter(fmt)
+    ax.yaxis.set_minor_formatter(fmt)
+    ax.tick_params(axis="y", which="minor", labelsize=7)
+    ax.set_xticks(x)
+    ax.set_xticklabels(labels, fontsize=7)
+    ax.set_ylabel("speed-up vs torch CPU (higher is faster)")
+    title = f"float32, mean reduction, {threads} thread(s)"
+    if copy and "torch copy_" in copy:
+        title += f"; copy ceiling {copy['torch copy_']['gbps']:.1f} GB/s"
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def parse_sizes(text):
+    sizes = []
+    for part in text.split(","):
+        part = part.strip().lower()
+        if not part:
+            continue
+        try:
+            n, c = part.split("x")
+            sizes.append((int(n), int(c)))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"size {part!r} is not NxC (e.g. 4096x32000)") from None
+    if not sizes:
+        raise argparse.ArgumentTypeError("no sizes given")
+    return sizes
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--threads", type=int, default=int(os.environ.get("LOSSX_NUM_THREADS", "2") or 2),
+                   help="threads for lossx and torch (default: LOSSX_NUM_THREADS or 2)")
+    p.add_argument("--quick", action="store_true", help="small sizes only, few repeats (CI smoke)")
+    p.add_argument("--sizes", type=parse_sizes, help="comma-separated NxC list, e.g. 256x10,4096x32000")
+    p.add_argument("--repeats", type=int, default=None, help="samples per library (default 9, quick 3)")
+    p.add_argument("--losses", help="comma-separated subset of the benchmarked catalog names")
+    p.add_argument("--no-numpy", action="store_true", help="skip the plain NumPy implementation")
+    p.add_argument("--no-copy", action="store_true", help="skip the copy ceiling")
+    p.add_argument("--json", help="write the results as JSON here")
+    p.add_argument("--png", help="write a bar chart (speed-up vs torch) here")
+    a = p.parse_args(argv)
+    if a.threads < 1:
+        p.error("--threads must be >= 1")
+
+    import torch
+    import lossx
+    losses, missing = benchmarked_losses()
+    if a.losses:
+        want = [s.strip() for s in a.losses.split(",") if s.strip()]
+        unknown = [w for w in want if w not in losses]
+        if unknown:
+            p.error(f"not benchmarked: {unknown}; available: {losses}")
+        losses = want
+    sizes = a.sizes or (QUICK_SIZES if a.quick else DEFAULT_SIZES)
+    repeats = a.repeats or (3 if a.quick else 9)
+    libs = tuple(l for l in LIBS if not (a.no_numpy and l == "numpy"))
+    meta = {"threads": a.threads, "lossx": lossx.__version__, "simd_target": lossx.info()["simd_target"],
+            "torch": torch.__version__, "numpy": np.__version__, "cpu": _cpu_name(),
+            "python": platform.python_version(), "repeats": repeats,
+            "catalog_not_benchmarked": missing}
+    print(f"compare: losses {losses}, sizes {sizes}, threads {a.threads}", file=sys.stderr)
+    if missing:
+        print(f"compare: catalog entries without a benchmark entry: {missing}", file=sys.stderr)
+    results = run(losses, sizes, a.threads, repeats, libs)
+    copy = None
+    if not a.no_copy:
+        copy = copy_ceiling(a.threads, mb=64 if a.quick else 512, repeats=3 if a.quick else 5)
+    print(markdown(results, copy, meta))
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump({"meta": meta, "results": results, "copy": copy}, f, indent=1)
+    if a.png:
+        plot(results, copy, a.png, a.threads)
+    return 0
+
+
+def _cpu_name():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip() + f" ({os.cpu_count()} cpus)"
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
