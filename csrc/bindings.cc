@@ -34,4 +34,5 @@ PYBIND11_MODULE(_core, m) {
     return cpu::exp_max_ulp(x.data(), x.size());
   });
   bind_softmax(m);
+  bind_keras(m);
 }

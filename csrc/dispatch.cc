@@ -4,6 +4,7 @@
 // return a clear status instead of failing somewhere deeper.
 #include <cstdio>
 
+#include "cpu/keras_rows.h"
 #include "cpu/softmax.h"
 #include "lossx/lossx.h"
 #ifdef LOSSX_WITH_CUDA
@@ -67,6 +68,37 @@ Status softmax_family(const SoftmaxArgs& a, StatusInfo* info) {
 #else
       return no_cuda(info);
 #endif
+  }
+  return fail(info, Status::kUnsupported, "unknown device");
+}
+
+Status keras_rows(const KerasRowsArgs& a, StatusInfo* info) {
+  if (!valid_dtype(a.dtype)) return fail(info, Status::kUnsupported, "unsupported dtype");
+  if (a.rows < 0 || a.cols < 1) return fail(info, Status::kInvalidArgument, "need rows >= 0 and cols >= 1");
+  if (a.loss == nullptr || a.y_pred == nullptr) return fail(info, Status::kInvalidArgument, "y_pred and loss are required");
+  const bool sparse = a.kind == KerasLoss::kSparseCategoricalCE;
+  if (sparse ? a.labels == nullptr : a.y_true == nullptr)
+    return fail(info, Status::kInvalidArgument, "sparse losses need labels, the others y_true");
+  if (!(a.label_smoothing >= 0.0 && a.label_smoothing <= 1.0))
+    return fail(info, Status::kInvalidArgument, "label_smoothing must be in [0, 1]");
+  switch (a.device) {
+    case Device::kCPU:
+      return cpu::cpu_keras_rows(a, info);
+    case Device::kCUDA:
+      return fail(info, Status::kNotCompiled, "Keras row losses have no CUDA kernel yet");
+  }
+  return fail(info, Status::kUnsupported, "unknown device");
+}
+
+Status sigmoid_cross_entropy(const SigmoidCEArgs& a, StatusInfo* info) {
+  if (!valid_dtype(a.dtype)) return fail(info, Status::kUnsupported, "unsupported dtype");
+  if (a.n < 0) return fail(info, Status::kInvalidArgument, "need n >= 0");
+  if (a.loss == nullptr) return fail(info, Status::kInvalidArgument, "loss output is required");
+  switch (a.device) {
+    case Device::kCPU:
+      return cpu::cpu_sigmoid_cross_entropy(a, info);
+    case Device::kCUDA:
+      return fail(info, Status::kNotCompiled, "sigmoid_cross_entropy_with_logits has no CUDA kernel yet");
   }
   return fail(info, Status::kUnsupported, "unknown device");
 }

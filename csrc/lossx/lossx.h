@@ -89,6 +89,61 @@ struct SoftmaxArgs {
 
 Status softmax_family(const SoftmaxArgs& args, StatusInfo* info);
 
+// Keras 3 row losses (lossx.keras): y_true / y_pred are `rows x cols`, row-major
+// and contiguous (the Python layer moves the reduced axes last). Probabilities
+// are normalised (p / sum p) and clipped to [1e-7, 1 - 1e-7] exactly as Keras'
+// ops do; the gradient (with respect to y_pred) is zero where the clip is active.
+enum class KerasLoss : int {
+  kCategoricalCE = 0,        // -sum t' log q; from_logits -> the row-softmax kernel
+  kSparseCategoricalCE = 1,  // -log q[y]; ignore_class rows give 0
+  kCategoricalFocalCE = 2,   // -sum alpha t' (1-q)^gamma log q
+  kCategoricalHinge = 3,     // max(max((1-t) p) - sum t p + 1, 0)
+  kCosineSimilarity = 4,     // -sum l2_normalize(t) l2_normalize(p)
+  kDice = 5,                 // 1 - 2 sum(tp) / (sum t + sum p + 1e-7)
+  kTversky = 6,              // 1 - I / (I + alpha sum((1-p)t) + beta sum(p(1-t)) + 1e-7)
+};
+
+struct KerasRowsArgs {
+  DType dtype = DType::kF32;
+  Device device = Device::kCPU;
+  void* stream = nullptr;
+  KerasLoss kind = KerasLoss::kCategoricalCE;
+  int64_t rows = 0, cols = 0;
+  const void* y_true = nullptr;     // dtype, rows x cols (nullptr for sparse)
+  const int64_t* labels = nullptr;  // sparse: rows labels
+  const void* y_pred = nullptr;     // dtype, rows x cols
+  bool from_logits = false;
+  double label_smoothing = 0.0;     // t' = t (1 - e) + e / cols
+  double alpha = 0.25, beta = 0.5, gamma = 2.0;
+  const void* alpha_vec = nullptr;  // focal: per-class alpha (cols, acc type) or nullptr
+  bool has_ignore_class = false;
+  int64_t ignore_class = 0;
+  // kMean is Keras' "sum_over_batch_size": sum / rows (sum / non-ignored rows
+  // with ignore_class), and 0 when that count is 0 (Keras' divide_no_nan).
+  Reduction reduction = Reduction::kNone;
+  void* loss = nullptr;               // acc type: rows values for kNone, else one
+  void* grad = nullptr;               // dtype rows x cols (d loss / d y_pred), or nullptr
+  const void* grad_output = nullptr;  // acc type: one value, or rows values for kNone
+};
+
+Status keras_rows(const KerasRowsArgs& args, StatusInfo* info);
+
+// tf.nn.sigmoid_cross_entropy_with_logits, element-wise:
+// max(x, 0) - x z + log1p(exp(-|x|)); gradient sigmoid(x) - z.
+struct SigmoidCEArgs {
+  DType dtype = DType::kF32;
+  Device device = Device::kCPU;
+  void* stream = nullptr;
+  int64_t n = 0;
+  const void* labels = nullptr;  // dtype, n
+  const void* logits = nullptr;  // dtype, n
+  void* loss = nullptr;          // acc type, n
+  void* grad = nullptr;          // dtype, n (d loss / d logits) or nullptr
+  const void* grad_output = nullptr;  // acc type, n, or nullptr = ones
+};
+
+Status sigmoid_cross_entropy(const SigmoidCEArgs& args, StatusInfo* info);
+
 // Runtime information and control.
 int num_threads();
 void set_num_threads(int n);          // n <= 0: OpenMP default

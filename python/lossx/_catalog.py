@@ -14,3 +14,22 @@ CATALOG = {
 
 def names(family=None):
     return [n for n, (f, _) in CATALOG.items() if family is None or f == family]
+
+
+# Framework-semantics namespaces: lossx.keras.<name> (Keras 3) and lossx.tf.<name>
+# (tf.nn). Same entry shape; their differentiable input is y_pred / logits only.
+# The element-wise Keras losses (pointwise family) join KERAS when bound.
+KERAS = {
+    "categorical_crossentropy": ("keras", ("y_pred",)),
+    "sparse_categorical_crossentropy": ("keras", ("y_pred",)),
+    "categorical_focal_crossentropy": ("keras", ("y_pred",)),
+    "categorical_hinge": ("keras", ("y_pred",)),
+    "cosine_similarity": ("keras", ("y_pred",)),
+    "dice": ("keras", ("y_pred",)),
+    "tversky": ("keras", ("y_pred",)),
+}
+TF = {
+    "sigmoid_cross_entropy_with_logits": ("tf", ("logits",)),
+    "softmax_cross_entropy_with_logits": ("tf", ("logits",)),
+    "sparse_softmax_cross_entropy_with_logits": ("tf", ("logits",)),
+}
