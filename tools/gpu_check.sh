@@ -14,7 +14,8 @@ export LOSSX_CUDA=ON LOSSX_CUDA_ARCH=${LOSSX_CUDA_ARCH:-90} PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUTDIR/gpu.txt"
 python3 -m pip install -q --no-build-isolation --no-deps . 2>&1 | tail -20 | tee "$OUTDIR/build.log" || exit 1
 python3 -m lossx info | tee "$OUTDIR/info.json"
-(cd tests && python3 -m pytest -q -p no:cacheprovider cuda/ "${PYTEST_ARGS[@]:-}" 2>&1) | tee "$OUTDIR/tests_cuda.log"
+(cd tests && python3 -m pytest -q -p no:cacheprovider cuda/ 2>&1) | tee "$OUTDIR/tests_cuda.log"
+(cd tests && python3 -m pytest -q -p no:cacheprovider --ignore=cuda . 2>&1 | tail -5) | tee "$OUTDIR/tests_cpu.log"
 if [ -z "${SKIP_BENCH:-}" ] && [ -f benchmarks/gpu_bench.py ]; then
   python3 benchmarks/gpu_bench.py --out "$OUTDIR/gpu_bench.json" 2>&1 | tee "$OUTDIR/gpu_bench.log"
 fi

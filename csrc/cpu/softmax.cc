@@ -284,18 +284,20 @@ void CERowsImpl(const CEJob& job, int64_t begin, int64_t end) {
       continue;
     }
 
-    // Coefficients of the loss  sum_k a_k (lse - z_k):  A = sum a_k, AZ = sum a_k z_k.
+    // The loss is sum_k a_k (lse - z_k) = A log(s) - sum_k a_k (z_k - m) with A = sum a_k.
+    // Shifting by m before summing keeps large logits from cancelling catastrophically.
     T A, AZ;
+    const auto vm = hn::Set(d, m);
     const T inv_c = T(1) / static_cast<T>(C);
     if (job.labels) {
       const T wy = ignored ? T(0) : (w ? w[y] : T(1));
       A = (1 - eps) * wy;
-      AZ = ignored ? T(0) : A * z[y];
+      AZ = ignored ? T(0) : A * (z[y] - m);
       if (eps > 0) {
         auto acc = hn::Zero(d);
         const int64_t L = static_cast<int64_t>(hn::Lanes(d));
         for (int64_t j = 0; j < C; j += L) {
-          const auto zv = LoadSafe(d, z, j, C);
+          const auto zv = hn::Sub(LoadSafe(d, z, j, C, m), vm);  // padding contributes 0
           acc = hn::MulAdd(w ? LoadSafe(d, w, j, C) : hn::Set(d, T(1)), zv, acc);
         }
         A += eps * static_cast<T>(job.weight_sum) * inv_c;
@@ -314,7 +316,7 @@ void CERowsImpl(const CEJob& job, int64_t begin, int64_t end) {
           a = hn::IfThenElseZero(hn::FirstN(d, static_cast<size_t>(C - j)), a);
         }
         asum = hn::Add(asum, a);
-        acc = hn::MulAdd(a, LoadSafe(d, z, j, C), acc);
+        acc = hn::MulAdd(a, hn::Sub(LoadSafe(d, z, j, C, m), vm), acc);
       }
       A = hn::GetLane(hn::SumOfLanes(d, asum));
       AZ = hn::GetLane(hn::SumOfLanes(d, acc));
@@ -327,7 +329,7 @@ void CERowsImpl(const CEJob& job, int64_t begin, int64_t end) {
     const T lse = m + std::log(s);
     if (lse_out) lse_out[i] = lse;
     if (ignored) continue;
-    T loss = A * lse - AZ;
+    T loss = A * std::log(s) - AZ;
     if (zl != 0) loss += zl * lse * lse;
     row_loss[i] = swi * loss;
 
