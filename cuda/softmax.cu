@@ -472,6 +472,9 @@ __global__ void __launch_bounds__(1024) ce_rows(CEParams p) {
       AZ = acc;
     }
     A loss = Acoef * lse - AZ;
+    // Plain hard labels: w_y (log s + (m - z_y)) avoids the cancellation of
+    // lse - z_y when the logits are large (the CPU path computes the same).
+    if (p.labels && eps == A(0) && lse == lse) loss = Acoef * (log_acc(st.s) + (st.m - capped<T, A>(to_acc(x[y]), cap, capv, capinv)));
     if (zl != A(0)) loss += zl * lse * lse;
     if (threadIdx.x == 0) row_loss[i] = (p.sw ? ldA<A>(p.sw, i) : A(1)) * loss;
     if (!want_grad) continue;
