@@ -7,6 +7,7 @@
 #include "cpu/keras_rows.h"
 #include "cpu/softmax.h"
 #include "lossx/lossx.h"
+#include "status.h"
 #ifdef LOSSX_WITH_CUDA
 #include "lossx/cuda.h"
 #endif
@@ -14,13 +15,6 @@
 namespace lossx {
 namespace {
 
-Status fail(StatusInfo* info, Status code, const char* msg) {
-  if (info) {
-    info->code = code;
-    std::snprintf(info->message, sizeof(info->message), "%s", msg);
-  }
-  return code;
-}
 
 Status no_cuda(StatusInfo* info) {
   return fail(info, Status::kNotCompiled,

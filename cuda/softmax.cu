@@ -26,6 +26,7 @@
 #include <cstring>
 
 #include "lossx/cuda.h"
+#include "status.h"
 
 namespace lossx {
 namespace cuda {
@@ -33,15 +34,6 @@ namespace {
 
 // ---------------------------------------------------------------- errors ----
 
-Status fail(StatusInfo* info, Status code, const char* msg, int64_t pos = -1, int64_t val = 0) {
-  if (info) {
-    info->code = code;
-    info->position = pos;
-    info->value = val;
-    std::snprintf(info->message, sizeof(info->message), "%s", msg);
-  }
-  return code;
-}
 
 Status cuda_fail(StatusInfo* info, cudaError_t e, const char* what) {
   char msg[200];

@@ -359,6 +359,7 @@ HWY_AFTER_NAMESPACE();
 #include <cstdio>
 
 #include "cpu/parallel.h"
+#include "status.h"
 #include "cpu/softmax.h"
 
 namespace lossx {
@@ -377,15 +378,6 @@ HWY_EXPORT(SigmoidF64);
 
 namespace {
 
-Status kfail(StatusInfo* info, Status code, const char* msg, int64_t pos = -1, int64_t val = 0) {
-  if (info) {
-    info->code = code;
-    info->position = pos;
-    info->value = val;
-    std::snprintf(info->message, sizeof(info->message), "%s", msg);
-  }
-  return code;
-}
 
 constexpr int64_t kSegment = 1 << 14;
 
@@ -449,7 +441,7 @@ Status KerasImpl(const KerasRowsArgs& a, StatusInfo* info) {
         char msg[160];
         std::snprintf(msg, sizeof(msg), "label %lld at position %lld is out of range [0, %lld)",
                       static_cast<long long>(y), static_cast<long long>(i), static_cast<long long>(C));
-        return kfail(info, Status::kIndexError, msg, i, y);
+        return fail(info, Status::kIndexError, msg, i, y);
       }
       ++count;
     }

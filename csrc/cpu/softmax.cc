@@ -503,6 +503,7 @@ HWY_AFTER_NAMESPACE();
 #include <cstdio>
 
 #include "cpu/parallel.h"
+#include "status.h"
 
 namespace lossx {
 namespace cpu {
@@ -517,15 +518,6 @@ double exp_max_ulp(const float* x, int64_t n) { return HWY_DYNAMIC_DISPATCH(ExpM
 
 namespace {
 
-Status fail(StatusInfo* info, Status code, const char* msg, int64_t pos = -1, int64_t val = 0) {
-  if (info) {
-    info->code = code;
-    info->position = pos;
-    info->value = val;
-    std::snprintf(info->message, sizeof(info->message), "%s", msg);
-  }
-  return code;
-}
 
 template <typename A>
 Status CrossEntropyImpl(const CrossEntropyArgs& a, StatusInfo* info) {
