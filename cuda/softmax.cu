@@ -94,13 +94,13 @@ constexpr int kUnroll = 4;  // 16-byte loads in flight per thread before first u
 // Calls f(j, x_j) for every j of a row of C elements of T, each thread of the
 // block taking 16-byte vectors (a scalar head until the row is 16-byte
 // aligned, a scalar tail). Order of calls per thread is fixed.
-template <typename T, typename F>
-__device__ __forceinline__ void row_read(const T* __restrict__ row, int64_t C, F&& f) {
+template <typename T, typename FV, typename FS>
+__device__ __forceinline__ void row_read_v(const T* __restrict__ row, int64_t C, FV&& fv, FS&& fs) {
   constexpr int V = 16 / sizeof(T);
   const int64_t tid = threadIdx.x, nt = blockDim.x;
   int64_t head = static_cast<int64_t>(((16 - (reinterpret_cast<uintptr_t>(row) & 15)) & 15) / sizeof(T));
   if (head > C) head = C;
-  for (int64_t j = tid; j < head; j += nt) f(j, row[j]);
+  for (int64_t j = tid; j < head; j += nt) fs(j, row[j]);
   const int64_t nvec = (C - head) / V;
   const uint4* vp = reinterpret_cast<const uint4*>(row + head);
   for (int64_t k0 = tid; k0 < nvec; k0 += kUnroll * nt) {
@@ -116,12 +116,24 @@ __device__ __forceinline__ void row_read(const T* __restrict__ row, int64_t C, F
       if (k < nvec) {
         T v[V];
         memcpy(v, &r[u], 16);
-#pragma unroll
-        for (int e = 0; e < V; ++e) f(head + k * V + e, v[e]);
+        fv(head + k * V, v);
       }
     }
   }
-  for (int64_t j = head + nvec * V + tid; j < C; j += nt) f(j, row[j]);
+  for (int64_t j = head + nvec * V + tid; j < C; j += nt) fs(j, row[j]);
+}
+
+// Element-wise form of row_read_v: f(j, x[j]) for every element.
+template <typename T, typename F>
+__device__ __forceinline__ void row_read(const T* __restrict__ row, int64_t C, F&& f) {
+  constexpr int V = 16 / sizeof(T);
+  row_read_v(
+      row, C,
+      [&](int64_t j0, const T* v) {
+#pragma unroll
+        for (int e = 0; e < V; ++e) f(j0 + e, v[e]);
+      },
+      f);
 }
 
 // out[j] = f(j, in[j]) over a row; vectorised when in and out share their
@@ -192,6 +204,35 @@ __device__ __forceinline__ void ms_add(MS<A>& st, A x) {
   } else if (x != neg_inf<A>()) {  // -inf adds 0; skipping it avoids -inf - -inf = NaN
     st.s += exp_acc(x - st.m);
   }
+}
+
+// One 16-byte vector into the online state: the running max moves at most
+// once per vector, so each element costs one exp and no divergent branch.
+template <typename T, typename A>
+__device__ __forceinline__ void ms_add_vec(MS<A>& st, const T* v) {
+  constexpr int V = 16 / sizeof(T);
+  A z[V];
+  A vmax = neg_inf<A>();
+  bool nan = false;
+#pragma unroll
+  for (int e = 0; e < V; ++e) {
+    z[e] = to_acc(v[e]);
+    nan |= z[e] != z[e];
+    vmax = z[e] > vmax ? z[e] : vmax;
+  }
+  if (nan) {
+    st.nan = true;
+    return;
+  }
+  if (!(vmax > neg_inf<A>())) return;  // all -inf: adds 0
+  if (vmax > st.m) {
+    st.s *= exp_acc(st.m - vmax);  // exp(-inf) = 0 for the first finite vector
+    st.m = vmax;
+  }
+  A acc = 0;
+#pragma unroll
+  for (int e = 0; e < V; ++e) acc += exp_acc(z[e] - st.m);
+  st.s += acc;
 }
 
 template <typename A>
@@ -426,7 +467,10 @@ __global__ void __launch_bounds__(1024) ce_rows(CEParams p) {
     MS<A> st{neg_inf<A>(), A(0), false};
     A acc = 0, asum = 0;
     const bool need_acc = !p.labels || eps > A(0);
-    row_read(x, C, [&](int64_t j, T raw) {
+    if (!need_acc && !cap) {
+      row_read_v(x, C, [&](int64_t, const T* v) { ms_add_vec<T, A>(st, v); },
+                 [&](int64_t, T raw) { ms_add(st, to_acc(raw)); });
+    } else row_read(x, C, [&](int64_t j, T raw) {
       const A z = capped<T, A>(to_acc(raw), cap, capv, capinv);
       ms_add(st, z);
       if (need_acc) {
