@@ -33,6 +33,7 @@ PYBIND11_MODULE(_core, m) {
   m.def("_exp_max_ulp", [](py::array_t<float, py::array::c_style | py::array::forcecast> x) {
     return cpu::exp_max_ulp(x.data(), x.size());
   });
+  bind_buffer_cache(m);
   bind_softmax(m);
   bind_keras(m);
 }

@@ -463,3 +463,26 @@ def test_concurrent_python_threads(rng):
 
     with ThreadPoolExecutor(8) as pool:
         assert all(pool.map(run, cases))
+
+
+def test_buffer_cache_reuses_only_freed_blocks(rng):
+    """Large outputs come from a bounded cache of freed blocks; a live array's
+    memory is never handed out again, and a limit of 0 disables caching."""
+    x = rng.standard_normal((64, 20000)).astype(np.float32)  # 5 MB gradient: cached size class
+    y = rng.integers(0, 20000, 64)
+    _, g1 = lossx.cross_entropy(x, y, return_grad=True)
+    _, g2 = lossx.cross_entropy(x, y, return_grad=True)
+    assert g1.ctypes.data != g2.ctypes.data  # both alive: distinct memory
+    ref = g1.copy()
+    addr = g2.ctypes.data
+    del g2
+    _, g3 = lossx.cross_entropy(x, y, return_grad=True)
+    assert g3.ctypes.data == addr  # the freed block came back
+    np.testing.assert_array_equal(g3, ref)
+    np.testing.assert_array_equal(g1, ref)  # untouched by the reuse
+    lossx.set_buffer_cache(0)
+    try:
+        del g3
+        assert lossx._core.buffer_cache_held() == 0
+    finally:
+        lossx.set_buffer_cache(1 << 30)

@@ -22,6 +22,12 @@ def set_num_threads(n: int) -> None:
     _core.set_num_threads(int(n))
 
 
+def set_buffer_cache(max_bytes: int) -> None:
+    """Bytes of freed large output arrays lossx keeps mapped for reuse (default 1 GiB;
+    0 disables). Reusing them avoids page-faulting a fresh gradient every call."""
+    _core.set_buffer_cache(int(max_bytes))
+
+
 def get_num_threads() -> int:
     return _core.num_threads()
 
@@ -45,4 +51,4 @@ if _os.environ.get("LOSSX_NUM_THREADS"):
     except ValueError as _e:  # a typo in the variable should not break import silently
         raise ValueError(f"LOSSX_NUM_THREADS must be an integer, got {_os.environ['LOSSX_NUM_THREADS']!r}") from _e
 
-__all__ = ["set_num_threads", "get_num_threads", "info", *CATALOG]
+__all__ = ["set_num_threads", "get_num_threads", "set_buffer_cache", "info", *CATALOG]

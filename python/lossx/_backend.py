@@ -21,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _array as A
+from . import _core
 
 
 class NumpyBackend:
@@ -63,7 +64,12 @@ class NumpyBackend:
 
     @staticmethod
     def empty(shape, code):
-        return np.empty(shape, dtype=_np_dtype(code))
+        dt = _np_dtype(code)
+        # Large outputs come from lossx's buffer cache (csrc/buffer_cache.cc):
+        # already-mapped memory instead of page-faulting a fresh array each call.
+        if _prod(shape) * dt.itemsize >= _CACHE_MIN_BYTES:
+            return _core.cached_empty(tuple(shape), dt)
+        return np.empty(shape, dtype=dt)
 
     @staticmethod
     def arg(a):
@@ -76,6 +82,16 @@ class NumpyBackend:
     @staticmethod
     def writable(a):
         return a.flags.writeable and a.flags.c_contiguous
+
+
+_CACHE_MIN_BYTES = 1 << 22
+
+
+def _prod(shape):
+    n = 1
+    for d in shape:
+        n *= d
+    return n
 
 
 # dtype code -> NumPy dtype; "acc:<code>" style lookups use ACC_* codes below.
