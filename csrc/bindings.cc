@@ -35,4 +35,5 @@ PYBIND11_MODULE(_core, m) {
   });
   bind_softmax(m);
   bind_keras(m);
+  bind_pointwise(m);
 }
