@@ -326,3 +326,41 @@ def test_kl_batchmean():
     close(v, ref, np.float64)
     _, (gx, _) = lossx.kl_div(x, y, reduction="batchmean", return_grad=True)
     close(gx, -t64(y) / 4, np.float64)
+
+
+def test_cuda_device_has_no_kernel_yet():
+    # Fake device pointers: the dispatcher must refuse before touching them.
+    with pytest.raises(RuntimeError, match="no CUDA kernel yet"):
+        lossx._core.pointwise(1, 0, 0, 1, 4, 64, 64, None, 1, None, 1, 1.0, False, True, False, 1, 0.0,
+                              64, None, None, None)
+
+
+@pytest.mark.parametrize("wshape", [(3, 1, 1), (5, 1), (1, 5, 7), ()], ids=str)
+def test_weight_broadcast_shapes(wshape, rng):
+    # Trailing-block weights are passed with a period; others are materialised.
+    x, y = rng.standard_normal((3, 5, 7)), rng.random((3, 5, 7))
+    w = rng.uniform(0.5, 2.0, wshape)
+    pw = rng.uniform(0.5, 2.0, (7,))
+    for red in REDUCTIONS:
+        loss, (gx, gy) = lossx.binary_cross_entropy_with_logits(x, y, w, pos_weight=pw, reduction=red,
+                                                                return_grad=True, grad_output=1.0)
+        xt, yt = t64(x, True), t64(y, True)
+        r = F.binary_cross_entropy_with_logits(xt, yt, t64(w), pos_weight=t64(pw), reduction=red)
+        r.backward(torch.ones_like(r))
+        close(loss, r, np.float64)
+        close(gx, xt.grad, np.float64)
+        close(gy, yt.grad, np.float64)
+
+
+def test_mixed_float_dtypes_and_strides(rng):
+    # The target is cast to the input's dtype; its gradient comes back in its own dtype.
+    x = rng.standard_normal((6, 4)).astype(np.float32).T  # not C-contiguous
+    y = rng.standard_normal((4, 6))
+    loss, (gx, gy) = lossx.huber_loss(x, y, delta=0.5, return_grad=True)
+    assert gx.dtype == np.float32 and gy.dtype == np.float64
+    xt, yt = t64(x, True), t64(y.astype(np.float32), True)
+    r = F.huber_loss(xt, yt, delta=0.5)
+    r.backward()
+    close(loss, r, np.float32)
+    close(gx, xt.grad, np.float32)
+    close(gy, yt.grad, np.float32)
