@@ -33,6 +33,12 @@ struct PwParams {
   bool has_pw, log_target, log_input, full;
 };
 
+// v where v is NaN, else r: Highway's Exp/Log/Max do not propagate NaN, torch does.
+template <class V>
+HWY_INLINE V KeepNaN(V v, V r) {
+  return hn::IfThenElse(hn::IsNaN(v), v, r);
+}
+
 // sign(v) with sign(0) = 0, as torch's l1/smooth_l1 backward.
 template <class D, class V = hn::Vec<D>>
 HWY_INLINE V Sign0(D d, V v) {
@@ -108,6 +114,7 @@ struct SmoothL1Fn {
     l = hn::IfThenElse(inside, hn::Mul(hn::Mul(hn::Set(d, T(0.5)), df), q),
                        hn::Sub(a, hn::Set(d, T(0.5) * p.beta)));
     gx = hn::IfThenElse(inside, q, Sign0(d, df));
+    if (p.beta > 0) gx = KeepNaN(df, gx);  // beta = 0 is torch's l1 backward: sign(NaN) = 0 there
     gy = hn::Neg(gx);
   }
 };
@@ -121,7 +128,7 @@ struct HuberFn {
     const auto inside = hn::Lt(a, delta);
     l = hn::IfThenElse(inside, hn::Mul(hn::Mul(hn::Set(d, T(0.5)), df), df),
                        hn::Mul(delta, hn::Sub(a, hn::Set(d, T(0.5) * p.beta))));
-    gx = hn::IfThenElse(inside, df, hn::Mul(delta, Sign0(d, df)));
+    gx = KeepNaN(df, hn::IfThenElse(inside, df, hn::Mul(delta, Sign0(d, df))));
     gy = hn::Neg(gx);
   }
 };
@@ -163,8 +170,8 @@ struct SoftMarginFn {
     const auto z = hn::Neg(hn::Mul(y, x));
     hn::Vec<D> e, lp;
     ExpNegAbs(d, z, e, lp);
-    l = hn::Add(hn::Max(z, hn::Zero(d)), lp);
-    const auto s = SigmoidFrom(d, z, e);
+    l = KeepNaN(z, hn::Add(hn::Max(z, hn::Zero(d)), lp));
+    const auto s = KeepNaN(z, SigmoidFrom(d, z, e));
     gx = hn::Neg(hn::Mul(y, s));
     gy = hn::Neg(hn::Mul(x, s));
   }
@@ -195,7 +202,7 @@ struct KLDivFn {
     using T = hn::TFromD<D>;
     const auto one = hn::Set(d, 1);
     if (p.log_target) {
-      const auto ey = hn::Exp(d, y);
+      const auto ey = KeepNaN(y, hn::Exp(d, y));
       const auto df = hn::Sub(y, x);
       l = hn::Mul(ey, df);
       gx = hn::Neg(ey);
@@ -209,7 +216,7 @@ struct KLDivFn {
                                      hn::IfThenElseZero(pos, hn::Mul(y, ly)));
       l = hn::NegMulAdd(y, x, xl);
       gx = hn::Neg(y);
-      gy = hn::Sub(hn::Add(ly, one), x);
+      gy = KeepNaN(y, hn::Sub(hn::Add(ly, one), x));
     }
   }
 };
@@ -222,13 +229,13 @@ struct PoissonNLLFn {
     using T = hn::TFromD<D>;
     const auto one = hn::Set(d, 1);
     if (p.log_input) {
-      const auto ex = hn::Exp(d, x);
+      const auto ex = KeepNaN(x, hn::Exp(d, x));
       l = hn::NegMulAdd(y, x, ex);
       gx = hn::Sub(ex, y);
       gy = hn::Neg(x);
     } else {
       const auto xe = hn::Add(x, hn::Set(d, p.beta));
-      const auto lg = hn::Log(d, xe);
+      const auto lg = KeepNaN(xe, hn::Log(d, xe));
       l = hn::NegMulAdd(y, lg, x);
       gx = hn::Sub(one, hn::Div(y, xe));
       gy = hn::Neg(lg);
@@ -241,6 +248,9 @@ struct PoissonNLLFn {
                                  hn::MulSub(ys, ly, ys));
       l = hn::Add(l, hn::IfThenElseZero(big, st));
       gy = hn::Add(gy, hn::IfThenElseZero(big, hn::Add(ly, hn::Div(hn::Set(d, T(0.5)), ys))));
+      // torch masks the term where y <= 1, so a NaN target keeps it (NaN).
+      l = KeepNaN(y, l);
+      gy = KeepNaN(y, gy);
     }
   }
 };

@@ -162,18 +162,20 @@ def soft_margin_loss(input, target, *, reduction="mean", return_grad=False, grad
 
 
 def _check_prob(x, t):
-    xv = np.asarray(x, dtype=np.float64)
-    bad = ~((xv >= 0) & (xv <= 1))  # NaN is outside too
-    if bad.any():
-        i = int(np.flatnonzero(bad.reshape(-1))[0])
-        raise ValueError(f"binary_cross_entropy: input must hold probabilities in [0, 1]; element {i} "
-                         f"is {xv.reshape(-1)[i]}")
+    # torch 2.13 checks both: input must be probabilities, and so must the target.
+    for what, v in (("input", x), ("target", t)):
+        v = np.asarray(v, dtype=np.float64)
+        bad = ~((v >= 0) & (v <= 1))  # NaN is outside too
+        if bad.any():
+            i = int(np.flatnonzero(bad.reshape(-1))[0])
+            raise ValueError(f"binary_cross_entropy: {what} must hold probabilities in [0, 1]; element {i} "
+                             f"is {v.reshape(-1)[i]}")
 
 
 def binary_cross_entropy(input, target, weight=None, *, reduction="mean", return_grad=False,
                          grad_output=None):
     """``-w (y log x + (1 - y) log(1 - x))`` with each log clamped at >= -100.
-    Inputs outside [0, 1] raise ValueError. The input gradient is torch's
+    Inputs or targets outside [0, 1] (or NaN) raise ValueError, as torch. The input gradient is torch's
     ``w (x - y) / max(x (1 - x), 1e-12)``."""
     return _run("binary_cross_entropy", input, target, reduction, return_grad, grad_output,
                 weight=weight, check=_check_prob)
