@@ -388,3 +388,16 @@ def test_nan_propagates_like_torch(case, dtype, rng):
     ref.sum().backward()
     for what, a, b in (("loss", loss, ref), ("d_input", gx, xt.grad), ("d_target", gy, yt.grad)):
         np.testing.assert_array_equal(np.isnan(a), np.isnan(b.detach().numpy()), err_msg=what)
+
+
+@pytest.mark.parametrize("reduction", ["none", "sum", "batchmean"])
+def test_zero_dim(reduction):
+    x, y = np.array(0.3), np.array(0.5)
+    loss, (gx, gy) = lossx.kl_div(x, y, reduction=reduction, return_grad=True)
+    xt, yt = t64(x, True), t64(y, True)
+    r = F.kl_div(xt, yt, reduction=reduction)  # batchmean of a 0-d input is its sum
+    r.backward()
+    assert np.shape(loss) == () and gx.shape == gy.shape == ()
+    close(loss, r, np.float64)
+    close(gx, xt.grad, np.float64)
+    close(gy, yt.grad, np.float64)

@@ -59,6 +59,10 @@ def _weight_arg(be, fn, argname, w, shape, acc):
 def _run(fn, input, target, reduction, return_grad, grad_output, *, weight=None, pos_weight=None,
          beta=1.0, log_target=False, log_input=True, full=False, check=None, reductions=A.REDUCTIONS):
     be = backend_for(input, fn)
+    if be.device != A.CPU:
+        # The value checks and weight broadcasting below are NumPy code; fail
+        # clearly before them (the dispatcher says the same for C++ callers).
+        raise RuntimeError(f"{fn}: pointwise losses have no CUDA kernel yet; pass NumPy arrays")
     x = be.asarray(input)
     code = be.dtype_code(x, fn, "input")
     t = be.asarray(target)
