@@ -228,7 +228,7 @@ def test_worked_values():
     np.testing.assert_allclose(g, 1 / (1 + np.exp(-1.5)) - 1, rtol=1e-6)
 
 
-def test_extremes_match_torch():
+def test_extremes_match_torch(cpu_config):
     # Large logits, probabilities exactly 0 and 1 (the -100 clamp), both dtypes.
     for dt in (np.float32, np.float64):
         x = np.array([-200, -30, -1e-3, 0, 1e-3, 30, 200], dt)
@@ -236,8 +236,9 @@ def test_extremes_match_torch():
         check_vals = lossx.binary_cross_entropy_with_logits(x, y, reduction="none")
         ref = F.binary_cross_entropy_with_logits(t64(x), t64(y), reduction="none")
         close(check_vals, ref, dt)
-        p = np.array([0, 1, 0, 1, 1e-30, 0.5, 1 - 1e-7], dt)
-        q = np.array([1, 0, 0, 1, 1, 0.5, 0.3], dt)
+        # 1e-40 is a float32 denormal: log = -92.1, inside the clamp.
+        p = np.array([0, 1, 0, 1, 1e-30, 0.5, 1 - 1e-7, 1e-40, 1e-50], dt)
+        q = np.array([1, 0, 0, 1, 1, 0.5, 0.3, 1, 0.5], dt)
         loss, (gx, gy) = lossx.binary_cross_entropy(p, q, reduction="none", return_grad=True)
         pt, qt = t64(p, True), t64(q, True)
         r = F.binary_cross_entropy(pt, qt, reduction="none")
