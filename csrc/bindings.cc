@@ -36,4 +36,5 @@ PYBIND11_MODULE(_core, m) {
   bind_buffer_cache(m);
   bind_softmax(m);
   bind_keras(m);
+  bind_pointwise(m);
 }

@@ -42,5 +42,6 @@ inline void check(Status st, const StatusInfo& info) {
 void bind_softmax(py::module_& m);
 void bind_buffer_cache(py::module_& m);
 void bind_keras(py::module_& m);
+void bind_pointwise(py::module_& m);
 
 }  // namespace lossx

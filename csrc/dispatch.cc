@@ -5,6 +5,7 @@
 #include <cstdio>
 
 #include "cpu/keras_rows.h"
+#include "cpu/pointwise.h"
 #include "cpu/softmax.h"
 #include "lossx/lossx.h"
 #include "status.h"
@@ -95,6 +96,35 @@ Status sigmoid_cross_entropy(const SigmoidCEArgs& a, StatusInfo* info) {
       return fail(info, Status::kNotCompiled, "sigmoid_cross_entropy_with_logits has no CUDA kernel yet");
   }
   return fail(info, Status::kUnsupported, "unknown device");
+}
+
+Status pointwise(const PointwiseArgs& a, StatusInfo* info) {
+  if (!valid_dtype(a.dtype)) return fail(info, Status::kUnsupported, "unsupported dtype");
+  if (static_cast<int>(a.kind) < 0 || a.kind >= PointwiseLoss::kCount)
+    return fail(info, Status::kInvalidArgument, "unknown pointwise loss");
+  if (a.n < 0) return fail(info, Status::kInvalidArgument, "need n >= 0");
+  if (a.loss == nullptr || (a.n > 0 && (a.input == nullptr || a.target == nullptr)))
+    return fail(info, Status::kInvalidArgument, "input, target and loss are required");
+  if ((a.weight && a.weight_period < 1) || (a.pos_weight && a.pos_weight_period < 1))
+    return fail(info, Status::kInvalidArgument, "weight periods must be >= 1");
+  if (!(a.beta >= 0.0)) return fail(info, Status::kInvalidArgument, "beta/delta/eps must be >= 0");
+  switch (a.device) {
+    case Device::kCPU:
+      return cpu::cpu_pointwise(a, info);
+    case Device::kCUDA:
+      return fail(info, Status::kNotCompiled, "pointwise losses have no CUDA kernel yet");
+  }
+  return fail(info, Status::kUnsupported, "unknown device");
+}
+
+const char* pointwise_name(PointwiseLoss kind) {
+  static const char* const kNames[] = {
+#define LOSSX_POINTWISE(id, name, fn) name,
+#include "lossx/pointwise_losses.def"
+#undef LOSSX_POINTWISE
+  };
+  const int k = static_cast<int>(kind);
+  return k >= 0 && k < static_cast<int>(PointwiseLoss::kCount) ? kNames[k] : "";
 }
 
 }  // namespace lossx

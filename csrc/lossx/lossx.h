@@ -156,3 +156,46 @@ bool cuda_available();
 const char* version();
 
 }  // namespace lossx
+
+namespace lossx {
+
+// Pointwise family (torch.nn.functional semantics): one value per element of
+// `input` and `target` (same shape, n elements, contiguous), reduced or not.
+// The list of losses lives in lossx/pointwise_losses.def.
+enum class PointwiseLoss : int {
+#define LOSSX_POINTWISE(id, name, fn) id,
+#include "lossx/pointwise_losses.def"
+#undef LOSSX_POINTWISE
+  kCount
+};
+
+struct PointwiseArgs {
+  DType dtype = DType::kF32;
+  Device device = Device::kCPU;
+  void* stream = nullptr;
+  PointwiseLoss kind = PointwiseLoss::kMse;
+  int64_t n = 0;
+  const void* input = nullptr;   // dtype, n
+  const void* target = nullptr;  // dtype, n
+  // Element i uses weight[i % weight_period] (acc type): a weight broadcast
+  // over the leading axes only needs its trailing block; nullptr = 1.
+  const void* weight = nullptr;
+  int64_t weight_period = 1;
+  const void* pos_weight = nullptr;  // BCE with logits, same convention
+  int64_t pos_weight_period = 1;
+  double beta = 1.0;        // smooth_l1 beta, huber delta, poisson eps
+  bool log_target = false;  // kl_div
+  bool log_input = true;    // poisson_nll_loss
+  bool full = false;        // poisson_nll_loss: Stirling term
+  Reduction reduction = Reduction::kMean;
+  double mean_divisor = 0;  // kMean divides by this (0: n); kl_div batchmean passes the batch size
+  void* loss = nullptr;          // acc type: n values for kNone, else one
+  void* grad_input = nullptr;    // dtype n, or nullptr
+  void* grad_target = nullptr;   // dtype n, or nullptr
+  const void* grad_output = nullptr;  // acc type: one value, or n for kNone; nullptr = 1
+};
+
+Status pointwise(const PointwiseArgs& args, StatusInfo* info);
+const char* pointwise_name(PointwiseLoss kind);
+
+}  // namespace lossx

@@ -11,6 +11,7 @@ import os as _os
 from . import _core
 from ._catalog import CATALOG
 from .softmax import cross_entropy, log_softmax, logsumexp, nll_loss
+from .pointwise import *  # noqa: F401,F403,E402  (names from csrc/lossx/pointwise_losses.def)
 from . import keras, tf  # noqa: E402  (lossx.keras.<name>, lossx.tf.<name>)
 
 __version__ = _core.version()

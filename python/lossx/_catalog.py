@@ -9,6 +9,16 @@ CATALOG = {
     "nll_loss": ("softmax", ("input",)),
     "log_softmax": ("softmax", ("input",)),
     "logsumexp": ("softmax", ("input",)),
+    # pointwise family (csrc/cpu/pointwise.cc; list: csrc/lossx/pointwise_losses.def)
+    "l1_loss": ("pointwise", ("input", "target")),
+    "mse_loss": ("pointwise", ("input", "target")),
+    "smooth_l1_loss": ("pointwise", ("input", "target")),
+    "huber_loss": ("pointwise", ("input", "target")),
+    "binary_cross_entropy_with_logits": ("pointwise", ("input", "target")),
+    "soft_margin_loss": ("pointwise", ("input", "target")),
+    "binary_cross_entropy": ("pointwise", ("input", "target")),
+    "kl_div": ("pointwise", ("input", "target")),
+    "poisson_nll_loss": ("pointwise", ("input", "target")),
 }
 
 

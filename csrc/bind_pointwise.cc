@@ -1,0 +1,61 @@
+// Bindings of the pointwise loss family. The Python layer (lossx/pointwise.py)
+// validates, broadcasts weights, allocates the outputs and passes them in.
+#include <string>
+#include <vector>
+
+#include <pybind11/stl.h>
+
+#include "bindings.h"
+
+namespace lossx {
+
+void bind_pointwise(py::module_& m) {
+  // Position = the loss code, both from lossx/pointwise_losses.def.
+  std::vector<std::string> names;
+  for (int k = 0; k < static_cast<int>(PointwiseLoss::kCount); ++k)
+    names.emplace_back(pointwise_name(static_cast<PointwiseLoss>(k)));
+  m.attr("pointwise_names") = names;
+
+  m.def(
+      "pointwise",
+      [](int device, uintptr_t stream, int dtype, int kind, int64_t n, py::handle input, py::handle target,
+         py::handle weight, int64_t weight_period, py::handle pos_weight, int64_t pos_weight_period,
+         double beta, bool log_target, bool log_input, bool full, int reduction, double mean_divisor,
+         py::handle loss, py::handle grad_input, py::handle grad_target, py::handle grad_output) {
+        PointwiseArgs a;
+        a.dtype = static_cast<DType>(dtype);
+        a.device = static_cast<Device>(device);
+        a.stream = reinterpret_cast<void*>(stream);
+        a.kind = static_cast<PointwiseLoss>(kind);
+        a.n = n;
+        const int64_t es = static_cast<int64_t>(dtype_size(a.dtype));
+        const int64_t as = acc_is_f64(a.dtype) ? 8 : 4;
+        a.input = ptr_of(input, n * es, "input");
+        a.target = ptr_of(target, n * es, "target");
+        a.weight = ptr_of(weight, weight_period * as, "weight");
+        a.weight_period = weight_period;
+        a.pos_weight = ptr_of(pos_weight, pos_weight_period * as, "pos_weight");
+        a.pos_weight_period = pos_weight_period;
+        a.beta = beta;
+        a.log_target = log_target;
+        a.log_input = log_input;
+        a.full = full;
+        a.reduction = static_cast<Reduction>(reduction);
+        a.mean_divisor = mean_divisor;
+        const bool none = a.reduction == Reduction::kNone;
+        a.loss = ptr_of(loss, (none ? n : 1) * as, "loss");
+        a.grad_input = ptr_of(grad_input, n * es, "grad_input");
+        a.grad_target = ptr_of(grad_target, n * es, "grad_target");
+        a.grad_output = ptr_of(grad_output, (none ? n : 1) * as, "grad_output");
+        StatusInfo info;
+        Status st;
+        {
+          py::gil_scoped_release release;
+          st = lossx::pointwise(a, &info);
+        }
+        check(st, info);
+      },
+      "Internal: a pointwise loss (input/target n elements) on pre-allocated outputs.");
+}
+
+}  // namespace lossx

@@ -1,0 +1,208 @@
+"""The pointwise loss family, ``torch.nn.functional`` semantics: one value per
+element of ``input`` and ``target`` (which must have exactly the same shape;
+nothing is broadcast silently), then ``reduction`` = "none" | "mean" | "sum"
+("batchmean" too for ``kl_div``).
+
+``return_grad=True`` returns ``(loss, (d_input, d_target))``: the gradients of
+``grad_output * loss`` with respect to both inputs, in argument order.
+``grad_output`` is a scalar, or an array of the loss's shape for
+``reduction="none"`` (default: ones). float16/bfloat16 inputs accumulate in
+float32 and return a float32 loss; gradients come back in the input dtypes.
+
+Kernel: csrc/cpu/pointwise.cc (one loop; a functor per loss). The list of
+losses is csrc/lossx/pointwise_losses.def; their codes come from
+``_core.pointwise_names``.
+"""
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from . import _array as A
+from . import _core
+from ._backend import ACC_OFFSET, backend_for
+from .softmax import _grad_output_arg
+
+_CODE = {name: i for i, name in enumerate(_core.pointwise_names)}
+_KL_REDUCTIONS = {**A.REDUCTIONS, "batchmean": 1}
+
+
+def _weight_arg(be, fn, argname, w, shape, acc):
+    """A weight broadcastable to `shape` -> (flat acc-dtype array, period).
+
+    Element i of the flattened input uses flat[i % period]: a weight that varies
+    only along trailing axes (pos_weight's (C,), a weight of shape (d, C)) is
+    passed as is; any other broadcast is materialised once."""
+    if w is None:
+        return None, 1
+    wa = be.asarray(w)
+    if not be.is_float(wa):
+        raise TypeError(f"{fn}: {argname} must be float32, float64, float16 or bfloat16, got {wa.dtype}")
+    shape = tuple(shape)
+    try:
+        ok = np.broadcast_shapes(tuple(wa.shape), shape) == shape
+    except ValueError:
+        ok = False
+    if not ok:
+        raise A.shape_error(fn, f"{argname} must broadcast to the input's shape", argname, wa.shape,
+                            "input", shape)
+    ws = (1,) * (len(shape) - wa.ndim) + tuple(wa.shape)
+    k = next((i for i, s in enumerate(ws) if s != 1), len(ws))
+    if ws[k:] == shape[k:]:
+        period = int(np.prod(shape[k:], dtype=np.int64))
+        return be.contiguous(wa, acc).reshape(-1), max(period, 1)
+    full = np.broadcast_to(wa, shape)
+    return be.contiguous(full, acc).reshape(-1), max(int(full.size), 1)
+
+
+def _run(fn, input, target, reduction, return_grad, grad_output, *, weight=None, pos_weight=None,
+         beta=1.0, log_target=False, log_input=True, full=False, check=None, reductions=A.REDUCTIONS):
+    be = backend_for(input, fn)
+    if be.device != A.CPU:
+        # The value checks and weight broadcasting below are NumPy code; fail
+        # clearly before them (the dispatcher says the same for C++ callers).
+        raise RuntimeError(f"{fn}: pointwise losses have no CUDA kernel yet; pass NumPy arrays")
+    x = be.asarray(input)
+    code = be.dtype_code(x, fn, "input")
+    t = be.asarray(target)
+    if not be.is_float(t):
+        raise TypeError(f"{fn}: target must be float32, float64, float16 or bfloat16, got {t.dtype}")
+    if tuple(t.shape) != tuple(x.shape):
+        raise A.shape_error(fn, "input and target must have the same shape", "input", x.shape,
+                            "target", t.shape)
+    red = A.reduction_code(fn, reduction, reductions)
+    mean_divisor = 0.0
+    if reduction == "batchmean" and x.ndim > 0:
+        mean_divisor = float(x.shape[0])
+    elif reduction == "batchmean":
+        red = A.REDUCTIONS["sum"]  # torch: a 0-d input has no batch axis
+    acc = code + ACC_OFFSET
+    if check is not None:
+        check(x, t)
+    shape = tuple(x.shape)
+    n = int(np.prod(shape, dtype=np.int64))
+    w, wp = _weight_arg(be, fn, "weight", weight, shape, acc)
+    pw, pwp = _weight_arg(be, fn, "pos_weight", pos_weight, shape, acc)
+    xm = be.contiguous(x).reshape(-1)
+    tm = be.contiguous(t, code).reshape(-1)
+    loss = be.empty((n,) if red == 0 else (1,), acc)
+    gi = gt = go = None
+    if return_grad:
+        gi = be.empty((n,), code)
+        gt = be.empty((n,), code)
+        go = _grad_output_arg(be, fn, grad_output, red, shape, acc)
+    elif grad_output is not None:
+        raise ValueError(f"{fn}: grad_output needs return_grad=True")
+    _core.pointwise(be.device, be.stream, code, _CODE[fn], n, be.arg(xm), be.arg(tm), be.arg(w), wp,
+                    be.arg(pw), pwp, float(beta), bool(log_target), bool(log_input), bool(full), red,
+                    mean_divisor, be.arg(loss), be.arg(gi), be.arg(gt), be.arg(go))
+    out = loss.reshape(shape) if red == 0 else be.scalar(loss)
+    if not return_grad:
+        return out
+    gt = gt.reshape(shape)
+    if gt.dtype != t.dtype:
+        gt = gt.astype(t.dtype)
+    return out, (gi.reshape(shape), gt)
+
+
+def _real(fn, name, v):
+    if isinstance(v, bool) or not isinstance(v, numbers.Real) or np.isnan(v):
+        raise ValueError(f"{fn}: {name} must be a real number, got {v!r}")
+    return float(v)
+
+
+def l1_loss(input, target, *, reduction="mean", return_grad=False, grad_output=None):
+    """``mean(|input - target|)``; the gradient at ``input == target`` is 0."""
+    return _run("l1_loss", input, target, reduction, return_grad, grad_output)
+
+
+def mse_loss(input, target, *, reduction="mean", return_grad=False, grad_output=None):
+    """``mean((input - target)^2)``."""
+    return _run("mse_loss", input, target, reduction, return_grad, grad_output)
+
+
+def smooth_l1_loss(input, target, *, reduction="mean", beta=1.0, return_grad=False, grad_output=None):
+    """``0.5 d^2 / beta`` where ``|d| < beta``, else ``|d| - beta / 2`` (``d = input - target``).
+    ``beta`` must be >= 0; ``beta = 0`` is ``l1_loss``."""
+    beta = _real("smooth_l1_loss", "beta", beta)
+    if beta < 0:
+        raise ValueError(f"smooth_l1_loss: beta must be >= 0, got {beta}")
+    return _run("smooth_l1_loss", input, target, reduction, return_grad, grad_output, beta=beta)
+
+
+def huber_loss(input, target, *, reduction="mean", delta=1.0, return_grad=False, grad_output=None):
+    """``0.5 d^2`` where ``|d| < delta``, else ``delta (|d| - delta / 2)``; ``delta`` must be > 0."""
+    delta = _real("huber_loss", "delta", delta)
+    if not delta > 0:
+        raise ValueError(f"huber_loss: delta must be > 0, got {delta}")
+    return _run("huber_loss", input, target, reduction, return_grad, grad_output, beta=delta)
+
+
+def binary_cross_entropy_with_logits(input, target, weight=None, *, reduction="mean", pos_weight=None,
+                                     return_grad=False, grad_output=None):
+    """``w [(1 - y) x + (1 + (pw - 1) y) softplus(-x)]``, i.e. without ``pos_weight``
+    ``max(x, 0) - x y + log1p(exp(-|x|))``. ``weight`` broadcasts to the input's
+    shape, ``pos_weight`` too (typically ``(C,)`` along the last axis). The input
+    gradient is ``w (sigmoid(x) - y)`` without ``pos_weight``."""
+    return _run("binary_cross_entropy_with_logits", input, target, reduction, return_grad, grad_output,
+                weight=weight, pos_weight=pos_weight)
+
+
+def _check_pm1(fn):
+    def check(x, t):
+        bad = np.abs(np.asarray(t, dtype=np.float64)) != 1
+        if bad.any():
+            i = int(np.flatnonzero(bad.reshape(-1))[0])
+            raise ValueError(f"{fn}: target must hold only -1 and +1; element {i} is "
+                             f"{float(np.asarray(t).reshape(-1)[i])}")
+    return check
+
+
+def soft_margin_loss(input, target, *, reduction="mean", return_grad=False, grad_output=None):
+    """``log(1 + exp(-y x))`` (computed stably) with targets ``y`` in {-1, +1}."""
+    return _run("soft_margin_loss", input, target, reduction, return_grad, grad_output,
+                check=_check_pm1("soft_margin_loss"))
+
+
+def _check_prob(x, t):
+    # torch 2.13 checks both: input must be probabilities, and so must the target.
+    for what, v in (("input", x), ("target", t)):
+        v = np.asarray(v, dtype=np.float64)
+        bad = ~((v >= 0) & (v <= 1))  # NaN is outside too
+        if bad.any():
+            i = int(np.flatnonzero(bad.reshape(-1))[0])
+            raise ValueError(f"binary_cross_entropy: {what} must hold probabilities in [0, 1]; element {i} "
+                             f"is {v.reshape(-1)[i]}")
+
+
+def binary_cross_entropy(input, target, weight=None, *, reduction="mean", return_grad=False,
+                         grad_output=None):
+    """``-w (y log x + (1 - y) log(1 - x))`` with each log clamped at >= -100.
+    Inputs or targets outside [0, 1] (or NaN) raise ValueError, as torch. The input gradient is torch's
+    ``w (x - y) / max(x (1 - x), 1e-12)``."""
+    return _run("binary_cross_entropy", input, target, reduction, return_grad, grad_output,
+                weight=weight, check=_check_prob)
+
+
+def kl_div(input, target, *, reduction="mean", log_target=False, return_grad=False, grad_output=None):
+    """``target (log target - input)`` (0 where target = 0) with log-probability
+    inputs; ``log_target=True`` takes log-probability targets:
+    ``exp(target) (target - input)``. ``reduction="batchmean"`` divides the sum
+    by ``input.shape[0]`` (the KL divergence proper)."""
+    return _run("kl_div", input, target, reduction, return_grad, grad_output, log_target=log_target,
+                reductions=_KL_REDUCTIONS)
+
+
+def poisson_nll_loss(input, target, log_input=True, full=False, *, eps=1e-8, reduction="mean",
+                     return_grad=False, grad_output=None):
+    """``exp(x) - y x`` (``log_input``) or ``x - y log(x + eps)``; ``full`` adds
+    Stirling's ``y log y - y + log(2 pi y) / 2`` where ``y > 1``."""
+    eps = _real("poisson_nll_loss", "eps", eps)
+    if eps < 0:
+        raise ValueError(f"poisson_nll_loss: eps must be >= 0, got {eps}")
+    return _run("poisson_nll_loss", input, target, reduction, return_grad, grad_output, beta=eps,
+                log_input=log_input, full=full)
+
+
+__all__ = list(_core.pointwise_names)
