@@ -35,6 +35,8 @@ PYBIND11_MODULE(_core, m) {
   });
   bind_buffer_cache(m);
   bind_softmax(m);
+  bind_embedding(m);
+  bind_margin(m);
   bind_keras(m);
   bind_pointwise(m);
 }

@@ -43,5 +43,7 @@ void bind_softmax(py::module_& m);
 void bind_buffer_cache(py::module_& m);
 void bind_keras(py::module_& m);
 void bind_pointwise(py::module_& m);
+void bind_embedding(py::module_& m);
+void bind_margin(py::module_& m);
 
 }  // namespace lossx

@@ -128,3 +128,74 @@ const char* pointwise_name(PointwiseLoss kind) {
 }
 
 }  // namespace lossx
+
+// ---- Pairwise/embedding family ---------------------------------------------
+#include <cmath>
+
+#include "cpu/embedding.h"
+
+namespace lossx {
+
+Status pairwise_embedding(const PairwiseArgs& a, StatusInfo* info) {
+  if (!valid_dtype(a.dtype)) return fail(info, Status::kUnsupported, "unsupported dtype");
+  if (a.rows < 0 || a.dim < 0) return fail(info, Status::kInvalidArgument, "need rows >= 0 and dim >= 0");
+  if (a.loss_out == nullptr || a.x0 == nullptr || a.x1 == nullptr)
+    return fail(info, Status::kInvalidArgument, "inputs and the loss output are required");
+  if (a.loss == PairLoss::kTriplet) {
+    if (a.x2 == nullptr) return fail(info, Status::kInvalidArgument, "triplet_margin_loss needs a negative");
+    if (!(a.p > 0.0) || !std::isfinite(a.p))
+      return fail(info, Status::kInvalidArgument, "triplet_margin_loss: p must be finite and > 0");
+  } else if (a.loss == PairLoss::kCosine) {
+    if (a.target == nullptr) return fail(info, Status::kInvalidArgument, "cosine_embedding_loss needs a target");
+  } else {
+    return fail(info, Status::kInvalidArgument, "unknown pairwise loss");
+  }
+  switch (a.device) {
+    case Device::kCPU:
+      return cpu::cpu_pairwise(a, info);
+    case Device::kCUDA:
+      return fail(info, Status::kNotCompiled, "pairwise/embedding losses have no CUDA kernel yet");
+  }
+  return fail(info, Status::kUnsupported, "unknown device");
+}
+
+}  // namespace lossx
+
+// ---- Margin family -----------------------------------------------------------
+namespace lossx {
+namespace cpu {
+Status cpu_margin(const MarginArgs& a, StatusInfo* info);
+}
+
+Status margin_loss(const MarginArgs& a, StatusInfo* info) {
+  if (!valid_dtype(a.dtype)) return fail(info, Status::kUnsupported, "unsupported dtype");
+  if (a.rows < 0 || a.classes < 1) return fail(info, Status::kInvalidArgument, "need rows >= 0 and classes >= 1");
+  if (a.loss_out == nullptr || a.x0 == nullptr) return fail(info, Status::kInvalidArgument, "input and loss are required");
+  switch (a.loss) {
+    case MarginLoss::kRanking:
+      if (a.x1 == nullptr || a.target == nullptr || a.classes != 1)
+        return fail(info, Status::kInvalidArgument, "margin_ranking_loss needs input2, target and classes = 1");
+      break;
+    case MarginLoss::kMultilabelSoft:
+      if (a.target == nullptr) return fail(info, Status::kInvalidArgument, "multilabel_soft_margin_loss needs a target");
+      break;
+    case MarginLoss::kMultiMargin:
+      if (a.labels == nullptr) return fail(info, Status::kInvalidArgument, "multi_margin_loss needs labels");
+      if (a.p != 1 && a.p != 2) return fail(info, Status::kInvalidArgument, "multi_margin_loss: p must be 1 or 2");
+      break;
+    case MarginLoss::kMultilabelMargin:
+      if (a.labels == nullptr) return fail(info, Status::kInvalidArgument, "multilabel_margin_loss needs labels");
+      break;
+    default:
+      return fail(info, Status::kInvalidArgument, "unknown margin loss");
+  }
+  switch (a.device) {
+    case Device::kCPU:
+      return cpu::cpu_margin(a, info);
+    case Device::kCUDA:
+      return fail(info, Status::kNotCompiled, "margin losses have no CUDA kernel yet");
+  }
+  return fail(info, Status::kUnsupported, "unknown device");
+}
+
+}  // namespace lossx

@@ -199,3 +199,70 @@ Status pointwise(const PointwiseArgs& args, StatusInfo* info);
 const char* pointwise_name(PointwiseLoss kind);
 
 }  // namespace lossx
+
+// ---- Pairwise/embedding family (csrc/cpu/embedding.cc) ---------------------
+namespace lossx {
+
+enum class PairLoss : int { kTriplet = 0, kCosine = 1 };
+
+// Losses over pairs/triplets of `rows x dim` contiguous rows, one value per row.
+// triplet: x0 anchor, x1 positive, x2 negative; distance ||u - v + eps||_p.
+// cosine: x0, x1 and target (acc type, +-1 per row).
+struct PairwiseArgs {
+  DType dtype = DType::kF32;
+  Device device = Device::kCPU;
+  void* stream = nullptr;
+  PairLoss loss = PairLoss::kTriplet;
+  int64_t rows = 0, dim = 0;
+  const void* x0 = nullptr;
+  const void* x1 = nullptr;
+  const void* x2 = nullptr;
+  const void* target = nullptr;
+  double margin = 0.0, p = 2.0, eps = 1e-6;
+  bool swap = false;
+  Reduction reduction = Reduction::kMean;
+  void* loss_out = nullptr;  // acc type: rows values for kNone, else one value
+  void* grad0 = nullptr;     // dtype rows x dim, or nullptr (all null: forward only)
+  void* grad1 = nullptr;
+  void* grad2 = nullptr;
+  const void* grad_output = nullptr;  // acc type: one value, or rows for kNone; nullptr = 1
+};
+
+Status pairwise_embedding(const PairwiseArgs& args, StatusInfo* info);
+
+}  // namespace lossx
+
+// ---- Margin family (csrc/cpu/margin.cc) -----------------------------------
+namespace lossx {
+
+// kRanking: max(-y (x0 - x1) + margin, 0) element-wise (rows = elements, classes = 1);
+//   target acc type +-1.
+// kMultilabelSoft: -(1/C) sum_c w_c [t log s(x) + (1 - t) log s(-x)]; target acc type rows x C.
+// kMultiMargin: (1/C) sum_{j != y} w_y max(0, margin - x_y + x_j)^p, p in {1, 2}; labels (rows).
+// kMultilabelMargin: (1/C) sum_{j in Y} sum_{k not in Y} max(0, 1 - x_j + x_k); labels rows x C,
+//   the list of each row ends at its first negative entry.
+enum class MarginLoss : int { kRanking = 0, kMultilabelSoft = 1, kMultiMargin = 2, kMultilabelMargin = 3 };
+
+struct MarginArgs {
+  DType dtype = DType::kF32;
+  Device device = Device::kCPU;
+  void* stream = nullptr;
+  MarginLoss loss = MarginLoss::kRanking;
+  int64_t rows = 0, classes = 1;
+  const void* x0 = nullptr;       // dtype rows x classes
+  const void* x1 = nullptr;       // dtype (kRanking only)
+  const void* target = nullptr;   // acc type (kRanking, kMultilabelSoft)
+  const int64_t* labels = nullptr;  // kMultiMargin (rows), kMultilabelMargin (rows x classes)
+  const void* weight = nullptr;   // acc type, classes values, or nullptr
+  double margin = 1.0;
+  int p = 1;
+  Reduction reduction = Reduction::kMean;
+  void* loss_out = nullptr;  // acc type: rows values for kNone, else one value
+  void* grad0 = nullptr;     // dtype rows x classes, or nullptr
+  void* grad1 = nullptr;     // dtype (kRanking only), or nullptr
+  const void* grad_output = nullptr;  // acc type: one value, or rows for kNone; nullptr = 1
+};
+
+Status margin_loss(const MarginArgs& args, StatusInfo* info);
+
+}  // namespace lossx

@@ -19,6 +19,16 @@ CATALOG = {
     "binary_cross_entropy": ("pointwise", ("input", "target")),
     "kl_div": ("pointwise", ("input", "target")),
     "poisson_nll_loss": ("pointwise", ("input", "target")),
+    # pairwise/embedding family (csrc/cpu/embedding.cc)
+    "triplet_margin_loss": ("embedding", ("anchor", "positive", "negative")),
+    "cosine_embedding_loss": ("embedding", ("input1", "input2")),
+    # margin family (csrc/cpu/margin.cc)
+    "margin_ranking_loss": ("margin", ("input1", "input2")),
+    "multilabel_soft_margin_loss": ("margin", ("input",)),
+    "multi_margin_loss": ("margin", ("input",)),
+    "multilabel_margin_loss": ("margin", ("input",)),
+    # composed on the row-softmax kernel (python/lossx/margin.py)
+    "poly1_cross_entropy": ("softmax", ("logits",)),
 }
 
 

@@ -1,0 +1,227 @@
+"""Margin family: margin_ranking_loss, multilabel_soft_margin_loss,
+multi_margin_loss, multilabel_margin_loss.
+
+``torch.nn.functional`` semantics (argument order and defaults as torch's).
+Kernels: csrc/cpu/margin.cc. No broadcasting: shapes must match as documented.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+
+from . import _array as A
+from . import _core
+from ._backend import ACC_OFFSET, backend_for
+from .embedding import _float_input, _number
+from .softmax import _grad_output_arg
+
+_RANKING, _ML_SOFT, _MULTI, _ML_MARGIN = 0, 1, 2, 3
+
+
+def _run(fn, kind, be, code, x0, x1, rows_shape, C, target, labels, weight, margin, p, reduction,
+         return_grad, grad_output):
+    red = A.reduction_code(fn, reduction)
+    acc = code + ACC_OFFSET
+    N = math.prod(rows_shape)
+    loss = be.empty((N,) if red == 0 else (1,), acc)
+    g0 = g1 = go = None
+    if return_grad:
+        g0 = be.empty((N, C), code)
+        g1 = be.empty((N, C), code) if x1 is not None else None
+        go = _grad_output_arg(be, fn, grad_output, red, rows_shape, acc)
+    _core.margin(be.device, be.stream, code, kind, N, C, be.arg(x0), be.arg(x1), be.arg(target),
+                 be.arg(labels), be.arg(weight), float(margin), int(p), red, be.arg(loss), be.arg(g0),
+                 be.arg(g1), be.arg(go))
+    out = loss.reshape(rows_shape) if red == 0 else be.scalar(loss)
+    return out, g0, g1
+
+
+def _rows_input(be, fn, input):
+    x, code = _float_input(be, fn, input, "input")
+    if x.ndim not in (1, 2):
+        raise ValueError(f"{fn}: input must be 1-D (C,) or 2-D (N, C), got shape {tuple(x.shape)}")
+    C = x.shape[-1]
+    if C < 1:
+        raise ValueError(f"{fn}: input has no classes (shape {tuple(x.shape)})")
+    return x, code, C, tuple(x.shape[:-1])
+
+
+def _weight(be, fn, weight, C, acc, x_shape):
+    if weight is None:
+        return None
+    w = be.asarray(weight)
+    if not be.is_float(w):
+        raise TypeError(f"{fn}: weight must be a float array, got {w.dtype}")
+    if tuple(w.shape) != (C,):
+        raise A.shape_error(fn, "weight needs one value per class", "weight", w.shape, "input", x_shape)
+    return be.contiguous(w, acc)
+
+
+def margin_ranking_loss(input1, input2, target, margin: float = 0.0, reduction: str = "mean", *,
+                        return_grad: bool = False, grad_output=None):
+    r"""``max(-y (x1 - x2) + margin, 0)`` element-wise.
+
+    ``torch.nn.functional.margin_ranking_loss`` semantics; ``input1``, ``input2``
+    and ``target`` must have one shape (no broadcasting); targets must be +-1
+    (ValueError naming the position otherwise). ``return_grad=True`` returns
+    ``(loss, (d_input1, d_input2))``; an element exactly at the hinge passes its
+    gradient (``clamp_min``'s convention).
+    """
+    fn = "margin_ranking_loss"
+    be = backend_for(input1, fn)
+    x1, code = _float_input(be, fn, input1, "input1")
+    x2, _ = _float_input(be, fn, input2, "input2", code)
+    t = be.asarray(target)
+    if tuple(x2.shape) != tuple(x1.shape):
+        raise A.shape_error(fn, "inputs must have the same shape", "input2", x2.shape, "input1", x1.shape)
+    if tuple(t.shape) != tuple(x1.shape):
+        raise A.shape_error(fn, "target must have the inputs' shape", "target", t.shape, "input1", x1.shape)
+    if not (be.is_int(t) or be.is_float(t)):
+        raise TypeError(f"{fn}: target must be numeric (+1 / -1), got {t.dtype}")
+    margin = _number(fn, "margin", margin)
+    shape = tuple(x1.shape)
+    xm1 = be.contiguous(x1).reshape(-1, 1)
+    xm2 = be.contiguous(x2).reshape(-1, 1)
+    tm = be.contiguous(t, code + ACC_OFFSET).reshape(-1)
+    out, g0, g1 = _run(fn, _RANKING, be, code, xm1, xm2, shape, 1, tm, None, None, margin, 1, reduction,
+                       return_grad, grad_output)
+    if not return_grad:
+        return out
+    return out, (g0.reshape(shape), g1.reshape(shape))
+
+
+def multilabel_soft_margin_loss(input, target, weight=None, reduction: str = "mean", *,
+                                return_grad: bool = False, grad_output=None):
+    r"""``-(1/C) sum_c w_c [t_c log sigmoid(x_c) + (1 - t_c) log sigmoid(-x_c)]`` per row.
+
+    ``torch.nn.functional.multilabel_soft_margin_loss`` semantics: input ``(N, C)``
+    (or ``(C,)``), target of the same shape holding {0, 1} (fractional targets
+    are computed by the same formula, as in torch), class weights ``(C,)``.
+    ``return_grad=True`` returns ``(loss, d_input)`` with
+    ``d_input = scale w_c (sigmoid(x) - t) / C``.
+    """
+    fn = "multilabel_soft_margin_loss"
+    be = backend_for(input, fn)
+    x, code, C, rows_shape = _rows_input(be, fn, input)
+    t = be.asarray(target)
+    if not (be.is_int(t) or be.is_float(t)):
+        raise TypeError(f"{fn}: target must be numeric (0 / 1), got {t.dtype}")
+    if tuple(t.shape) != tuple(x.shape):
+        raise A.shape_error(fn, "target must have the input's shape", "target", t.shape, "input", x.shape)
+    acc = code + ACC_OFFSET
+    w = _weight(be, fn, weight, C, acc, x.shape)
+    xm = be.contiguous(x).reshape(-1, C)
+    tm = be.contiguous(t, acc).reshape(-1)
+    out, g0, _ = _run(fn, _ML_SOFT, be, code, xm, None, rows_shape, C, tm, None, w, 0.0, 1, reduction,
+                      return_grad, grad_output)
+    return (out, g0.reshape(x.shape)) if return_grad else out
+
+
+def multi_margin_loss(input, target, p: int = 1, margin: float = 1.0, weight=None, reduction: str = "mean", *,
+                      return_grad: bool = False, grad_output=None):
+    r"""``(1/C) sum_{j != y} w_y max(0, margin - x_y + x_j)^p`` per row, ``p`` 1 or 2.
+
+    ``torch.nn.functional.multi_margin_loss`` semantics: input ``(N, C)`` with
+    integer target ``(N,)``, or ``(C,)`` with a scalar target; labels outside
+    ``[0, C)`` raise IndexError naming the position. ``return_grad=True`` returns
+    ``(loss, d_input)``; a hinge term exactly at 0 contributes no gradient
+    (torch's kernel tests ``> 0``).
+    """
+    fn = "multi_margin_loss"
+    be = backend_for(input, fn)
+    x, code, C, rows_shape = _rows_input(be, fn, input)
+    if isinstance(p, bool) or p not in (1, 2):
+        raise ValueError(f"{fn}: p must be 1 or 2, got {p!r}")
+    t = be.asarray(target)
+    if not be.is_int(t):
+        raise TypeError(f"{fn}: target must hold integer class labels, got {t.dtype}")
+    if tuple(t.shape) != rows_shape:
+        raise A.shape_error(fn, "labels must have the input's shape without the class axis", "target", t.shape,
+                            "input", x.shape)
+    margin = _number(fn, "margin", margin)
+    w = _weight(be, fn, weight, C, code + ACC_OFFSET, x.shape)
+    out, g0, _ = _run(fn, _MULTI, be, code, be.contiguous(x).reshape(-1, C), None, rows_shape, C, None,
+                      be.labels(t).reshape(-1), w, margin, int(p), reduction, return_grad, grad_output)
+    return (out, g0.reshape(x.shape)) if return_grad else out
+
+
+def multilabel_margin_loss(input, target, reduction: str = "mean", *, return_grad: bool = False,
+                           grad_output=None):
+    r"""``(1/C) sum_{j in Y} sum_{k not in Y} max(0, 1 - (x_j - x_k))`` per row.
+
+    ``torch.nn.functional.multilabel_margin_loss`` semantics: input ``(N, C)`` (or
+    ``(C,)``) and an integer target of the same shape listing each row's classes,
+    the list ending at the first negative entry (``-1``); entries after it are
+    ignored. A listed class ``>= C`` raises IndexError naming the position.
+    ``return_grad=True`` returns ``(loss, d_input)``.
+    """
+    fn = "multilabel_margin_loss"
+    be = backend_for(input, fn)
+    x, code, C, rows_shape = _rows_input(be, fn, input)
+    t = be.asarray(target)
+    if not be.is_int(t):
+        raise TypeError(f"{fn}: target must hold integer class labels, got {t.dtype}")
+    if tuple(t.shape) != tuple(x.shape):
+        raise A.shape_error(fn, "target must have the input's shape", "target", t.shape, "input", x.shape)
+    out, g0, _ = _run(fn, _ML_MARGIN, be, code, be.contiguous(x).reshape(-1, C), None, rows_shape, C, None,
+                      be.labels(t).reshape(-1), None, 0.0, 1, reduction, return_grad, grad_output)
+    return (out, g0.reshape(x.shape)) if return_grad else out
+
+
+def poly1_cross_entropy(logits, labels, epsilon: float = 1.0, reduction: str = "mean", *,
+                        ignore_index: int = -100, return_grad: bool = False, grad_output=None):
+    r"""Poly-1 cross entropy (Leng et al. 2022): ``CE + epsilon (1 - p_t)`` per row.
+
+    ``p_t = softmax(logits)[label] = exp(-CE)``. Shapes as :func:`lossx.cross_entropy`
+    with integer labels (class axis 1); rows whose label is ``ignore_index`` count
+    0 and are left out of the mean. Composed on the row-softmax kernel: the
+    forward is one cross_entropy sweep; the gradient
+    ``(1 + epsilon p_t) dCE/dlogits`` is a second sweep that scales each row
+    through cross_entropy's per-row ``grad_output``. NumPy arrays only.
+    ``return_grad=True`` returns ``(loss, d_logits)``.
+    """
+    import numpy as np
+
+    from .softmax import cross_entropy
+
+    fn = "poly1_cross_entropy"
+    if not isinstance(logits, np.ndarray) and A.is_gpu(logits):
+        raise RuntimeError(f"{fn}: has no CUDA kernel yet (NumPy arrays only)")
+    red = A.reduction_code(fn, reduction)
+    eps = _number(fn, "epsilon", epsilon)
+    y = np.asarray(labels)
+    if y.dtype.kind not in "iu":
+        raise TypeError(f"{fn}: labels must be integer class labels, got {y.dtype}")
+    ce = cross_entropy(logits, y, ignore_index=ignore_index, reduction="none")
+    ce = np.asarray(ce)
+    valid = y != ignore_index
+    one_minus_pt = -np.expm1(-ce.astype(np.float64))
+    rows = ce + (eps * one_minus_pt * valid).astype(ce.dtype)
+    if red == 0:
+        out = rows
+    else:
+        total = float(np.sum(rows, dtype=np.float64))
+        if red == 1:
+            total = total / float(np.count_nonzero(valid)) if np.count_nonzero(valid) else float("nan")
+        out = ce.dtype.type(total)
+    if not return_grad:
+        return out
+    if grad_output is None:
+        go = np.ones(rows.shape)
+    elif red == 0:
+        go = np.asarray(grad_output, dtype=np.float64)
+        if go.shape != rows.shape:
+            raise A.shape_error(fn, "grad_output must match the loss", "grad_output", go.shape, "loss", rows.shape)
+    else:
+        go = np.asarray(grad_output, dtype=np.float64)
+        if go.shape not in ((), (1,)):
+            raise A.shape_error(fn, "grad_output must match the loss", "grad_output", go.shape, "loss", ())
+        go = np.full(rows.shape, float(go.reshape(-1)[0]))
+    if red == 1:
+        n = np.count_nonzero(valid)
+        go = go / n if n else go * np.nan
+    # d/dz [CE + eps (1 - exp(-CE))] = (1 + eps p_t) dCE/dz
+    go = (go * (1.0 + eps * (1.0 - one_minus_pt))).astype(ce.dtype)
+    _, g = cross_entropy(logits, y, ignore_index=ignore_index, reduction="none", return_grad=True,
+                         grad_output=go)
+    return out, g
