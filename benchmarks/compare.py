@@ -56,6 +56,12 @@ class Impl:
     torch: Callable
     numpy: Optional[Callable]
     nbytes: Callable
+    # Shapes (N, C) for this loss (None: the row-softmax sizes). N x C is the
+    # input's shape: rows x classes, rows x features, or a flat 2-D block for
+    # element-wise losses.
+    sizes: Optional[list] = None
+    quick_sizes: Optional[list] = None
+    diff: Optional[tuple] = None  # inputs torch differentiates (None: every float input)
 
 
 def _make_ce(rng, N, C):
@@ -210,12 +216,189 @@ def _bytes_logsumexp(inp, grad):
     return inp["logits"].nbytes * (2 if grad else 1)
 
 
+# ---------------------------------------------------------------------------
+# The other families, through one generic shape: `call(lib, inp)` evaluates the
+# loss with either library; torch's gradients come from autograd over `diff`.
+# ---------------------------------------------------------------------------
+PW_SIZES = [(1024, 1023), (4096, 4096)]          # 2^24 elements: the issue's size
+PW_QUICK = [(64, 1000)]
+EMB_SIZES = [(4096, 128), (65536, 128)]
+EMB_QUICK = [(512, 128)]
+ROW_SIZES = [(4096, 100), (4096, 1000)]
+ROW_QUICK = [(256, 100)]
+
+
+def _torch_generic(f, keys):
+    def run(tin, grad):
+        if not grad:
+            return f(tin)
+        for k in keys:
+            tin[k].grad = None
+        loss = f(tin)
+        loss.backward()
+        gs = tuple(tin[k].grad for k in keys)
+        return loss, gs[0] if len(gs) == 1 else gs
+    return run
+
+
+def _lossx_generic(name, args, kw=None, pick=None):
+    """pick: indices of lossx's gradient tuple that torch also gives."""
+    def run(inp, grad):
+        import lossx
+        fn = lossx
+        for part in name.split("."):
+            fn = getattr(fn, part)
+        out = fn(*[inp[a] for a in args], return_grad=grad, **(kw or {}))
+        if grad and pick is not None:
+            gs = tuple(out[1][i] for i in pick)
+            return out[0], gs[0] if len(gs) == 1 else gs
+        return out
+    return run
+
+
+def _bytes_rw(read_keys, grad_keys):
+    def nbytes(inp, grad):
+        r = sum(inp[k].nbytes for k in read_keys)
+        return r + (sum(inp[k].nbytes for k in grad_keys) if grad else 0)
+    return nbytes
+
+
+def _make_pw(kind):
+    def make(rng, N, C):
+        x = rng.standard_normal((N, C), dtype=np.float32)
+        y = rng.standard_normal((N, C), dtype=np.float32)
+        if kind == "prob":          # binary_cross_entropy: x in (0, 1), y in [0, 1]
+            x = rng.uniform(0.02, 0.98, (N, C)).astype(np.float32)
+            y = rng.uniform(0, 1, (N, C)).astype(np.float32)
+        elif kind == "pm1":         # +-1 targets
+            y = np.where(rng.random((N, C)) < 0.5, -1, 1).astype(np.float32)
+        elif kind == "logprob":     # kl_div: log-probabilities against probabilities
+            x = np.log(rng.uniform(0.01, 1, (N, C))).astype(np.float32)
+            y = rng.uniform(0, 1, (N, C)).astype(np.float32)
+        elif kind == "count":       # poisson_nll_loss: counts
+            y = rng.poisson(2.0, (N, C)).astype(np.float32)
+        elif kind == "unit":        # targets in [0, 1]
+            y = rng.uniform(0, 1, (N, C)).astype(np.float32)
+        return {"input": x, "target": y}
+    return make
+
+
+def _pw(name, kind="normal", torch_name=None, kw=None, tkw=None, numpy=None, target_grad=True):
+    """target_grad=False: torch does not differentiate the target, so only the
+    input gradient is compared (lossx still writes both)."""
+    import torch.nn.functional as F
+    tf = getattr(F, torch_name or name)
+    keys = ("input", "target") if target_grad else ("input",)
+    return Impl(_make_pw(kind), _lossx_generic(name, ("input", "target"), kw, None if target_grad else (0,)),
+                _torch_generic(lambda t: tf(t["input"], t["target"], **(tkw or kw or {})), keys),
+                numpy, _bytes_rw(("input", "target"), ("input", "target")), PW_SIZES, PW_QUICK, diff=keys)
+
+
+def _numpy_mse(inp, grad):
+    d = inp["input"] - inp["target"]
+    loss = float(np.mean(d * d))
+    if not grad:
+        return loss
+    gi = d * (2.0 / d.size)
+    return loss, (gi, -gi)
+
+
+def _make_triplet(rng, N, D):
+    return {k: rng.standard_normal((N, D), dtype=np.float32) for k in ("anchor", "positive", "negative")}
+
+
+def _make_cosine(rng, N, D):
+    return {"input1": rng.standard_normal((N, D), dtype=np.float32),
+            "input2": rng.standard_normal((N, D), dtype=np.float32),
+            "target": np.where(rng.random(N) < 0.5, -1, 1).astype(np.int64)}
+
+
+def _make_ranking(rng, N, C):
+    return {"input1": rng.standard_normal((N, C), dtype=np.float32),
+            "input2": rng.standard_normal((N, C), dtype=np.float32),
+            "target": np.where(rng.random((N, C)) < 0.5, -1.0, 1.0).astype(np.float32)}
+
+
+def _make_mlsoft(rng, N, C):
+    return {"input": rng.standard_normal((N, C), dtype=np.float32),
+            "target": (rng.random((N, C)) < 0.3).astype(np.float32)}
+
+
+def _make_multi(rng, N, C):
+    return {"input": rng.standard_normal((N, C), dtype=np.float32),
+            "target": rng.integers(0, C, size=N, dtype=np.int64)}
+
+
+def _make_mlmargin(rng, N, C):
+    t = np.full((N, C), -1, dtype=np.int64)
+    k = max(1, C // 20)  # a few labels per row: the pair loop is O(k C)
+    for i in range(N):
+        t[i, :k] = rng.choice(C, size=k, replace=False)
+    return {"input": rng.standard_normal((N, C), dtype=np.float32), "target": t}
+
+
+def _torch_poly1(t):
+    import torch
+    import torch.nn.functional as F
+    ce = F.cross_entropy(t["logits"], t["labels"], reduction="none")
+    return (ce + (1 - torch.exp(-ce))).mean()
+
+
+def _generic_impls():
+    import torch.nn.functional as F
+    out = {
+        "l1_loss": _pw("l1_loss"),
+        "mse_loss": _pw("mse_loss", numpy=_numpy_mse),
+        "smooth_l1_loss": _pw("smooth_l1_loss"),
+        "huber_loss": _pw("huber_loss"),
+        "binary_cross_entropy_with_logits": _pw("binary_cross_entropy_with_logits", "unit"),
+        "soft_margin_loss": _pw("soft_margin_loss", "pm1", target_grad=False),
+        "binary_cross_entropy": _pw("binary_cross_entropy", "prob"),
+        "kl_div": _pw("kl_div", "logprob", kw={"reduction": "batchmean"}),
+        "poisson_nll_loss": _pw("poisson_nll_loss", "count"),
+        "triplet_margin_loss": Impl(
+            _make_triplet, _lossx_generic("triplet_margin_loss", ("anchor", "positive", "negative")),
+            _torch_generic(lambda t: F.triplet_margin_loss(t["anchor"], t["positive"], t["negative"]),
+                           ("anchor", "positive", "negative")),
+            None, _bytes_rw(("anchor", "positive", "negative"), ("anchor", "positive", "negative")),
+            EMB_SIZES, EMB_QUICK),
+        "cosine_embedding_loss": Impl(
+            _make_cosine, _lossx_generic("cosine_embedding_loss", ("input1", "input2", "target")),
+            _torch_generic(lambda t: F.cosine_embedding_loss(t["input1"], t["input2"], t["target"]),
+                           ("input1", "input2")),
+            None, _bytes_rw(("input1", "input2"), ("input1", "input2")), EMB_SIZES, EMB_QUICK),
+        "margin_ranking_loss": Impl(
+            _make_ranking, _lossx_generic("margin_ranking_loss", ("input1", "input2", "target")),
+            _torch_generic(lambda t: F.margin_ranking_loss(t["input1"], t["input2"], t["target"]),
+                           ("input1", "input2")),
+            None, _bytes_rw(("input1", "input2", "target"), ("input1", "input2")), PW_SIZES, PW_QUICK,
+            diff=("input1", "input2")),
+        "multilabel_soft_margin_loss": Impl(
+            _make_mlsoft, _lossx_generic("multilabel_soft_margin_loss", ("input", "target")),
+            _torch_generic(lambda t: F.multilabel_soft_margin_loss(t["input"], t["target"]), ("input",)),
+            None, _bytes_rw(("input", "target"), ("input",)), ROW_SIZES, ROW_QUICK, diff=("input",)),
+        "multi_margin_loss": Impl(
+            _make_multi, _lossx_generic("multi_margin_loss", ("input", "target")),
+            _torch_generic(lambda t: F.multi_margin_loss(t["input"], t["target"]), ("input",)),
+            None, _bytes_rw(("input",), ("input",)), ROW_SIZES, ROW_QUICK),
+        "multilabel_margin_loss": Impl(
+            _make_mlmargin, _lossx_generic("multilabel_margin_loss", ("input", "target")),
+            _torch_generic(lambda t: F.multilabel_margin_loss(t["input"], t["target"]), ("input",)),
+            None, _bytes_rw(("input", "target"), ("input",)), ROW_SIZES, ROW_QUICK),
+        "poly1_cross_entropy": Impl(
+            _make_ce, _lossx_generic("poly1_cross_entropy", ("logits", "labels")),
+            _torch_generic(_torch_poly1, ("logits",)), None, _bytes_ce),
+    }
+    return out
+
+
 IMPLS = {
     "cross_entropy": Impl(_make_ce, _lossx_ce, _torch_ce, _numpy_ce, _bytes_ce),
     "nll_loss": Impl(_make_nll, _lossx_nll, _torch_nll, _numpy_nll, _bytes_nll),
     "log_softmax": Impl(_make_x, _lossx_log_softmax, _torch_log_softmax, _numpy_log_softmax, _bytes_log_softmax),
     "logsumexp": Impl(_make_x, _lossx_logsumexp, _torch_logsumexp, _numpy_logsumexp, _bytes_logsumexp),
 }
+IMPLS.update(_generic_impls())
 
 
 def benchmarked_losses():
@@ -228,12 +411,12 @@ def benchmarked_losses():
 # ---------------------------------------------------------------------------
 # Timing
 # ---------------------------------------------------------------------------
-def _to_torch(inp, grad):
+def _to_torch(inp, grad, diff=None):
     import torch
     out = {}
     for k, v in inp.items():
         t = torch.from_numpy(v)
-        if grad and t.is_floating_point():
+        if grad and t.is_floating_point() and (diff is None or k in diff):
             t.requires_grad_(True)
         out[k] = t
     return out
@@ -284,7 +467,14 @@ def _check(loss_name, mode, ref, got, lib):
         return v.detach().numpy() if isinstance(v, torch.Tensor) else np.asarray(v)
     rl, gl = (ref, None) if mode == "fwd" else ref
     ol, og = (got, None) if mode == "fwd" else got
-    for what, o, r in (("value", ol, rl), ("gradient", og, gl)):
+    pairs = [("value", ol, rl)]
+    if isinstance(gl, tuple):  # one gradient per differentiable input
+        if not isinstance(og, tuple) or len(og) != len(gl):
+            raise SystemExit(f"{lib} {loss_name} {mode}: {len(gl)} gradients expected")
+        pairs += [(f"gradient {k}", o, r) for k, (o, r) in enumerate(zip(og, gl))]
+    else:
+        pairs.append(("gradient", og, gl))
+    for what, o, r in pairs:
         if r is None:
             continue
         o, r = arr(o), arr(r)
@@ -313,7 +503,7 @@ def copy_ceiling(threads, mb=512, repeats=5):
     return out
 
 
-def run(losses, sizes, threads, repeats, libs):
+def run(losses, sizes, threads, repeats, libs, quick=False):
     import torch
     import lossx
     lossx.set_num_threads(threads)
@@ -322,11 +512,12 @@ def run(losses, sizes, threads, repeats, libs):
     results = []
     for loss_name in losses:
         impl = IMPLS[loss_name]
-        for N, C in sizes:
+        own = impl.quick_sizes if quick else impl.sizes
+        for N, C in (sizes or own or (QUICK_SIZES if quick else DEFAULT_SIZES)):
             inp = impl.make(rng, N, C)
             for mode in MODES:
                 grad = mode == "fwd+bwd"
-                tin = _to_torch(inp, grad)
+                tin = _to_torch(inp, grad, impl.diff)
                 fns = {"lossx": lambda: impl.lossx(inp, grad), "torch": lambda: impl.torch(tin, grad)}
                 if impl.numpy is not None and "numpy" in libs:
                     fns["numpy"] = lambda: impl.numpy(inp, grad)
@@ -458,17 +649,17 @@ def main(argv=None):
         if unknown:
             p.error(f"not benchmarked: {unknown}; available: {losses}")
         losses = want
-    sizes = a.sizes or (QUICK_SIZES if a.quick else DEFAULT_SIZES)
+    sizes = a.sizes  # None: each loss's own default sizes
     repeats = a.repeats or (3 if a.quick else 9)
     libs = tuple(l for l in LIBS if not (a.no_numpy and l == "numpy"))
     meta = {"threads": a.threads, "lossx": lossx.__version__, "simd_target": lossx.info()["simd_target"],
             "torch": torch.__version__, "numpy": np.__version__, "cpu": _cpu_name(),
             "python": platform.python_version(), "repeats": repeats,
             "catalog_not_benchmarked": missing}
-    print(f"compare: losses {losses}, sizes {sizes}, threads {a.threads}", file=sys.stderr)
+    print(f"compare: losses {losses}, sizes {sizes or 'per loss'}, threads {a.threads}", file=sys.stderr)
     if missing:
         print(f"compare: catalog entries without a benchmark entry: {missing}", file=sys.stderr)
-    results = run(losses, sizes, a.threads, repeats, libs)
+    results = run(losses, sizes, a.threads, repeats, libs, quick=a.quick)
     copy = None
     if not a.no_copy:
         copy = copy_ceiling(a.threads, mb=64 if a.quick else 512, repeats=3 if a.quick else 5)

@@ -192,6 +192,213 @@ void BM_CrossEntropyFwdBwd(benchmark::State& st) {
   SetCounters(st, N, C, true, threads);
 }
 
+// ---- Other families ----------------------------------------------------------
+// No scalar reference is kept for these: each float32 run is checked against
+// the same entry point in float64 on the same inputs (widened), which catches
+// a wrong SIMD path, tail handling or threading, while tests/ checks the
+// formulas against torch.
+
+struct Buffers {
+  std::string key;
+  std::vector<float> f[3];
+  std::vector<double> d[3];
+  std::vector<float> t;  // +-1 targets (acc type of float32)
+  std::vector<double> td;
+  std::vector<int64_t> labels;
+};
+
+// Element domains: most losses take any real input; these need their own.
+enum class Domain { kReal, kProb, kPm1Target, kLogProb, kCount, kUnitTarget };
+
+Domain PointwiseDomain(lossx::PointwiseLoss k) {
+  using K = lossx::PointwiseLoss;
+  switch (k) {
+    case K::kBCE: return Domain::kProb;
+    case K::kSoftMargin: return Domain::kPm1Target;
+    case K::kKLDiv: return Domain::kLogProb;
+    case K::kPoissonNLL: return Domain::kCount;
+    case K::kBCEWithLogits: return Domain::kUnitTarget;
+    default: return Domain::kReal;
+  }
+}
+
+double Normal(Rng& r) { return (r.uniform() + r.uniform() + r.uniform() + r.uniform() - 2.0) * std::sqrt(3.0); }
+
+// Three float arrays of n values (+ their float64 copies), filled per domain.
+Buffers& GetBuffers(const std::string& key, int64_t n, Domain dom, int64_t rows = 0, int64_t classes = 0) {
+  static Buffers b;
+  if (b.key == key) return b;
+  b = Buffers();
+  b.key = key;
+  Rng r{static_cast<uint64_t>(n * 7919 + static_cast<int>(dom))};
+  for (int k = 0; k < 3; ++k) {
+    b.f[k].resize(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) {
+      double v = Normal(r);
+      if (k == 0 && dom == Domain::kProb) v = 0.02 + 0.96 * r.uniform();
+      if (k == 0 && dom == Domain::kLogProb) v = std::log(0.01 + 0.99 * r.uniform());
+      if (k == 1 && (dom == Domain::kProb || dom == Domain::kLogProb || dom == Domain::kUnitTarget)) v = r.uniform();
+      if (k == 1 && dom == Domain::kPm1Target) v = r.uniform() < 0.5 ? -1.0 : 1.0;
+      if (k == 1 && dom == Domain::kCount) v = std::floor(4.0 * r.uniform());
+      b.f[k][static_cast<size_t>(i)] = static_cast<float>(v);
+    }
+    b.d[k].assign(b.f[k].begin(), b.f[k].end());
+  }
+  if (rows > 0) {
+    b.t.resize(static_cast<size_t>(rows));
+    for (auto& v : b.t) v = r.uniform() < 0.5 ? -1.0f : 1.0f;
+    b.td.assign(b.t.begin(), b.t.end());
+    b.labels.resize(static_cast<size_t>(rows));
+    for (auto& y : b.labels) y = static_cast<int64_t>(r.next() % static_cast<uint64_t>(classes));
+  }
+  return b;
+}
+
+void Ok(lossx::Status s, const lossx::StatusInfo& info, const char* what) {
+  if (s != lossx::Status::kOk) {
+    std::fprintf(stderr, "lossx_bench: %s failed: %s\n", what, info.message);
+    std::abort();
+  }
+}
+
+// float32 gradient vs its float64 twin: relative to the array's largest entry.
+void CheckClose(const char* name, const std::string& what, const float* got, const double* want, int64_t n) {
+  double gmax = 0;
+  for (int64_t i = 0; i < n; ++i) gmax = std::max(gmax, std::fabs(want[i]));
+  for (int64_t i = 0; i < n; ++i) {
+    if (!Close(got[i], want[i], 1e-6 * gmax)) {
+      char buf[200];
+      std::snprintf(buf, sizeof(buf), "%s[%lld] = %.9g, float64 %.9g", what.c_str(), static_cast<long long>(i),
+                    got[i], want[i]);
+      Die(name, n, 1, buf);
+    }
+  }
+}
+
+const char* const kPointwiseNames[] = {
+#define LOSSX_POINTWISE(id, name, fn) name,
+#include "lossx/pointwise_losses.def"
+#undef LOSSX_POINTWISE
+};
+
+lossx::PointwiseArgs PointwiseArgsFor(lossx::PointwiseLoss kind, int64_t n, lossx::DType dt, const void* x,
+                                      const void* y, void* loss, void* gx, void* gy) {
+  lossx::PointwiseArgs a;
+  a.dtype = dt;
+  a.kind = kind;
+  a.n = n;
+  a.input = x;
+  a.target = y;
+  a.reduction = lossx::Reduction::kMean;
+  a.loss = loss;
+  a.grad_input = gx;
+  a.grad_target = gy;
+  return a;
+}
+
+// Arg 0: the loss (its position in pointwise_losses.def), arg 1: log2(n).
+void BM_Pointwise(benchmark::State& st, bool backward) {
+  const auto kind = static_cast<lossx::PointwiseLoss>(st.range(0));
+  const int64_t n = int64_t{1} << st.range(1);
+  const int threads = BenchThreads();
+  lossx::set_num_threads(threads);
+  const char* name = kPointwiseNames[st.range(0)];
+  st.SetLabel(name);
+  Buffers& b = GetBuffers(std::string(name) + std::to_string(n), n, PointwiseDomain(kind));
+  float loss = 0;
+  std::vector<float> gx(backward ? n : 0), gy(backward ? n : 0);
+  const auto a = PointwiseArgsFor(kind, n, lossx::DType::kF32, b.f[0].data(), b.f[1].data(), &loss,
+                                  backward ? gx.data() : nullptr, backward ? gy.data() : nullptr);
+  lossx::StatusInfo info;
+  {
+    static std::set<std::string> done;
+    if (done.insert(b.key + (backward ? "b" : "f")).second) {
+      double dl = 0;
+      std::vector<double> dgx(backward ? n : 0), dgy(backward ? n : 0);
+      const auto ad = PointwiseArgsFor(kind, n, lossx::DType::kF64, b.d[0].data(), b.d[1].data(), &dl,
+                                       backward ? dgx.data() : nullptr, backward ? dgy.data() : nullptr);
+      Ok(lossx::pointwise(ad, &info), info, name);
+      Ok(lossx::pointwise(a, &info), info, name);
+      if (!Close(loss, dl)) Die(name, n, 1, "loss " + std::to_string(loss) + " vs float64 " + std::to_string(dl));
+      if (backward) {
+        CheckClose(name, "grad_input", gx.data(), dgx.data(), n);
+        CheckClose(name, "grad_target", gy.data(), dgy.data(), n);
+      }
+    }
+  }
+  for (auto _ : st) {
+    Ok(lossx::pointwise(a, &info), info, name);
+    benchmark::DoNotOptimize(loss);
+    benchmark::ClobberMemory();
+  }
+  // Bytes a perfect kernel moves: input and target read (+ both gradients written).
+  st.SetBytesProcessed(st.iterations() * n * int64_t{4} * (backward ? 4 : 2));
+  st.SetItemsProcessed(st.iterations() * n);
+  st.counters["threads"] = threads;
+}
+
+lossx::PairwiseArgs PairArgsFor(lossx::PairLoss kind, int64_t N, int64_t D, lossx::DType dt, const void* x0,
+                                const void* x1, const void* x2, const void* t, void* loss, void* g0, void* g1,
+                                void* g2) {
+  lossx::PairwiseArgs a;
+  a.dtype = dt;
+  a.loss = kind;
+  a.rows = N;
+  a.dim = D;
+  a.x0 = x0;
+  a.x1 = x1;
+  a.x2 = kind == lossx::PairLoss::kTriplet ? x2 : nullptr;
+  a.target = kind == lossx::PairLoss::kCosine ? t : nullptr;
+  a.margin = kind == lossx::PairLoss::kTriplet ? 1.0 : 0.0;
+  a.loss_out = loss;
+  a.grad0 = g0;
+  a.grad1 = g1;
+  a.grad2 = kind == lossx::PairLoss::kTriplet ? g2 : nullptr;
+  return a;
+}
+
+// Arg 0: 0 triplet, 1 cosine; args 1, 2: N, D; arg 3: with the gradient.
+void BM_Pairwise(benchmark::State& st) {
+  const auto kind = static_cast<lossx::PairLoss>(st.range(0));
+  const int64_t N = st.range(1), D = st.range(2), n = N * D;
+  const bool backward = st.range(3) != 0;
+  const int threads = BenchThreads();
+  lossx::set_num_threads(threads);
+  const char* name = kind == lossx::PairLoss::kTriplet ? "triplet_margin_loss" : "cosine_embedding_loss";
+  st.SetLabel(std::string(name) + (backward ? " fwd+bwd" : " fwd"));
+  const int nin = kind == lossx::PairLoss::kTriplet ? 3 : 2;
+  Buffers& b = GetBuffers(std::string(name) + std::to_string(n), n, Domain::kReal, N, D);
+  float loss = 0;
+  std::vector<float> g[3];
+  for (int k = 0; k < 3; ++k) g[k].resize(backward ? n : 0);
+  auto gp = [&](std::vector<float>& v) { return backward ? v.data() : nullptr; };
+  const auto a = PairArgsFor(kind, N, D, lossx::DType::kF32, b.f[0].data(), b.f[1].data(), b.f[2].data(),
+                             b.t.data(), &loss, gp(g[0]), gp(g[1]), gp(g[2]));
+  lossx::StatusInfo info;
+  static std::set<std::string> done;
+  if (done.insert(b.key + (backward ? "b" : "f")).second) {
+    double dl = 0;
+    std::vector<double> dg[3];
+    for (int k = 0; k < 3; ++k) dg[k].resize(backward ? n : 0);
+    auto dp = [&](std::vector<double>& v) { return backward ? v.data() : nullptr; };
+    const auto ad = PairArgsFor(kind, N, D, lossx::DType::kF64, b.d[0].data(), b.d[1].data(), b.d[2].data(),
+                                b.td.data(), &dl, dp(dg[0]), dp(dg[1]), dp(dg[2]));
+    Ok(lossx::pairwise_embedding(ad, &info), info, name);
+    Ok(lossx::pairwise_embedding(a, &info), info, name);
+    if (!Close(loss, dl)) Die(name, N, D, "loss " + std::to_string(loss) + " vs float64 " + std::to_string(dl));
+    for (int k = 0; backward && k < nin; ++k)
+      CheckClose(name, "grad" + std::to_string(k), g[k].data(), dg[k].data(), n);
+  }
+  for (auto _ : st) {
+    Ok(lossx::pairwise_embedding(a, &info), info, name);
+    benchmark::DoNotOptimize(loss);
+    benchmark::ClobberMemory();
+  }
+  st.SetBytesProcessed(st.iterations() * n * int64_t{4} * nin * (backward ? 2 : 1));
+  st.SetItemsProcessed(st.iterations() * N);
+  st.counters["threads"] = threads;
+}
+
 // The memory-bandwidth ceiling: copy a 512 MB buffer (bytes = read + written),
 // split over the benchmark's threads like the kernels are.
 void BM_Copy(benchmark::State& st) {
@@ -220,6 +427,22 @@ void Sizes(benchmark::internal::Benchmark* b) {
 
 BENCHMARK(BM_CrossEntropyForward)->Apply(Sizes);
 BENCHMARK(BM_CrossEntropyFwdBwd)->Apply(Sizes);
+
+// Every pointwise loss at 2^24 elements (and 2^16 for the per-call overhead).
+void PointwiseSizes(benchmark::internal::Benchmark* b) {
+  const int count = static_cast<int>(sizeof(kPointwiseNames) / sizeof(kPointwiseNames[0]));
+  for (int k = 0; k < count; ++k) b->Args({k, 16})->Args({k, 24});
+  b->ArgNames({"loss", "log2n"})->UseRealTime()->Unit(benchmark::kMillisecond);
+}
+BENCHMARK_CAPTURE(BM_Pointwise, fwd, false)->Apply(PointwiseSizes);
+BENCHMARK_CAPTURE(BM_Pointwise, fwd_bwd, true)->Apply(PointwiseSizes);
+
+void PairwiseSizes(benchmark::internal::Benchmark* b) {
+  for (int kind = 0; kind < 2; ++kind)
+    for (int bwd = 0; bwd < 2; ++bwd) b->Args({kind, 1000, 128, bwd})->Args({kind, 65536, 128, bwd});
+  b->ArgNames({"kind", "N", "D", "bwd"})->UseRealTime()->Unit(benchmark::kMillisecond);
+}
+BENCHMARK(BM_Pairwise)->Apply(PairwiseSizes);
 // Arg 1: one thread; arg 0: the benchmark's thread count.
 BENCHMARK(BM_Copy)->Arg(1)->Arg(0)->ArgName("threads1_or_default")->UseRealTime()->Unit(benchmark::kMillisecond);
 
