@@ -4,7 +4,9 @@ nothing is broadcast silently), then ``reduction`` = "none" | "mean" | "sum"
 ("batchmean" too for ``kl_div``).
 
 ``return_grad=True`` returns ``(loss, (d_input, d_target))``: the gradients of
-``grad_output * loss`` with respect to both inputs, in argument order.
+``grad_output * loss`` with respect to both inputs, in argument order
+(``gaussian_nll_loss`` adds ``d_var``; ``hinge_embedding_loss``, whose +-1
+target is not differentiable, returns ``(loss, d_input)``).
 ``grad_output`` is a scalar, or an array of the loss's shape for
 ``reduction="none"`` (default: ones). float16/bfloat16 inputs accumulate in
 float32 and return a float32 loss; gradients come back in the input dtypes.
