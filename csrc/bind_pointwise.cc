@@ -21,7 +21,8 @@ void bind_pointwise(py::module_& m) {
       [](int device, uintptr_t stream, int dtype, int kind, int64_t n, py::handle input, py::handle target,
          py::handle weight, int64_t weight_period, py::handle pos_weight, int64_t pos_weight_period,
          double beta, bool log_target, bool log_input, bool full, int reduction, double mean_divisor,
-         py::handle loss, py::handle grad_input, py::handle grad_target, py::handle grad_output) {
+         py::handle loss, py::handle grad_input, py::handle grad_target, py::handle grad_output,
+         py::handle var, py::handle grad_var, double alpha, double gamma, double margin) {
         PointwiseArgs a;
         a.dtype = static_cast<DType>(dtype);
         a.device = static_cast<Device>(device);
@@ -47,6 +48,11 @@ void bind_pointwise(py::module_& m) {
         a.grad_input = ptr_of(grad_input, n * es, "grad_input");
         a.grad_target = ptr_of(grad_target, n * es, "grad_target");
         a.grad_output = ptr_of(grad_output, (none ? n : 1) * as, "grad_output");
+        a.var = ptr_of(var, n * es, "var");
+        a.grad_var = ptr_of(grad_var, n * as, "grad_var");
+        a.alpha = alpha;
+        a.gamma = gamma;
+        a.margin = margin;
         StatusInfo info;
         Status st;
         {

@@ -108,6 +108,9 @@ Status pointwise(const PointwiseArgs& a, StatusInfo* info) {
   if ((a.weight && a.weight_period < 1) || (a.pos_weight && a.pos_weight_period < 1))
     return fail(info, Status::kInvalidArgument, "weight periods must be >= 1");
   if (!(a.beta >= 0.0)) return fail(info, Status::kInvalidArgument, "beta/delta/eps must be >= 0");
+  if (a.kind == PointwiseLoss::kGaussianNLL && a.n > 0 && a.var == nullptr)
+    return fail(info, Status::kInvalidArgument, "gaussian_nll_loss needs var");
+  if (!(a.gamma >= 0.0)) return fail(info, Status::kInvalidArgument, "gamma must be >= 0");
   switch (a.device) {
     case Device::kCPU:
       return cpu::cpu_pointwise(a, info);

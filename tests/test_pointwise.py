@@ -200,15 +200,20 @@ def test_bit_identical_across_threads(case, rng):
 
 @pytest.mark.parametrize("name", _catalog.names("pointwise"))
 def test_empty(name):
-    x = np.zeros((0, 3), np.float32)
-    y = np.zeros((0, 3), np.float32)
+    args = [np.zeros((0, 3), np.float32), np.zeros((0, 3), np.float32)]
+    if name == "gaussian_nll_loss":
+        args.append(np.ones((0, 3), np.float32))  # var
+    ngrad = len(_catalog.CATALOG[name][1])
     fn = getattr(lossx, name)
-    assert np.isnan(fn(x, y))
-    assert fn(x, y, reduction="sum") == 0
-    loss, (gx, gy) = fn(x, y, reduction="none", return_grad=True)
-    assert loss.shape == gx.shape == gy.shape == (0, 3)
-    m, (gx, gy) = fn(x, y, return_grad=True)
-    assert np.isnan(m) and gx.shape == (0, 3)
+    assert np.isnan(fn(*args, reduction="mean"))
+    assert fn(*args, reduction="sum") == 0
+    loss, g = fn(*args, reduction="none", return_grad=True)
+    g = g if ngrad > 1 else (g,)  # one differentiable input: a bare array
+    assert len(g) == ngrad
+    assert loss.shape == (0, 3) and all(gi.shape == (0, 3) for gi in g)
+    m, g = fn(*args, reduction="mean", return_grad=True)
+    g = g if ngrad > 1 else (g,)
+    assert np.isnan(m) and all(gi.shape == (0, 3) for gi in g)
 
 
 def test_catalog_matches_kernel_list():
@@ -338,7 +343,7 @@ def test_cuda_device_has_no_kernel_yet():
     # Fake device pointers: the dispatcher must refuse before touching them.
     with pytest.raises(RuntimeError, match="no CUDA kernel yet"):
         lossx._core.pointwise(1, 0, 0, 1, 4, 64, 64, None, 1, None, 1, 1.0, False, True, False, 1, 0.0,
-                              64, None, None, None)
+                              64, None, None, None, None, None, -1.0, 2.0, 1.0)
 
 
 @pytest.mark.parametrize("wshape", [(3, 1, 1), (5, 1), (1, 5, 7), ()], ids=str)

@@ -31,6 +31,8 @@ template <typename T>
 struct PwParams {
   T beta;
   bool has_pw, log_target, log_input, full;
+  T alpha, gamma, margin;
+  int igamma;  // gamma when it is an integer in [0, 16] (exact powers by multiplication), else -1
 };
 
 // v where v is NaN, else r: Highway's Exp/Log/Max do not propagate NaN, torch does.
@@ -77,10 +79,13 @@ HWY_INLINE V SigmoidFrom(D d, V z, V e) {
   return hn::IfThenElse(hn::Ge(z, hn::Zero(d)), inv, hn::Mul(e, inv));
 }
 
+// pw: the third per-element operand (pos_weight, or gaussian_nll_loss's var;
+// 1 when absent). gz: the gradient with respect to it, preset to 0 and only
+// stored when the caller asks for it (grad_var).
 #define LOSSX_PW_EVAL                                                             \
   template <class D, class V = hn::Vec<D>>                                        \
   static HWY_INLINE void Eval(D d, const PwParams<hn::TFromD<D>>& p, V x, V y, V pw, \
-                              V& l, V& gx, V& gy)
+                              V& l, V& gx, V& gy, [[maybe_unused]] V& gz)
 
 struct L1Fn {
   LOSSX_PW_EVAL {
@@ -255,6 +260,102 @@ struct PoissonNLLFn {
   }
 };
 
+// 0.5 (log v + d^2 / v) (+ log(2 pi) / 2 when full), v = max(var, eps). torch
+// clamps var in place under no_grad on a differentiable clone, so autograd
+// sees the identity: the var gradient is 0.5 (1/v - d^2/v^2) at the clamped v
+// even where var < eps (not 0), and that is what this returns.
+struct GaussianNLLFn {
+  LOSSX_PW_EVAL {
+    using T = hn::TFromD<D>;
+    const auto half = hn::Set(d, T(0.5));
+    const auto v = KeepNaN(pw, hn::Max(pw, hn::Set(d, p.beta)));
+    const auto df = hn::Sub(x, y);
+    const auto r = hn::Div(df, v);
+    l = hn::Mul(half, hn::MulAdd(df, r, LogNonNeg(d, v)));
+    if (p.full) l = hn::Add(l, hn::Set(d, T(0.91893853320467274178)));  // log(2 pi) / 2
+    gx = r;
+    gy = hn::Neg(r);
+    gz = hn::Mul(half, hn::NegMulAdd(r, r, hn::Div(hn::Set(d, T(1)), v)));
+  }
+};
+
+// Targets are +-1 (checked by the caller), so torch's
+// where(y != 1, max(m - x, 0), 0) + where(y != -1, x, 0) is x or max(m - x, 0).
+// torch's clamp_min backward passes the gradient where m - x >= 0 (at the
+// kink too) and not where it is NaN. The target has no gradient (gy = 0).
+struct HingeEmbeddingFn {
+  LOSSX_PW_EVAL {
+    (void)pw;
+    using T = hn::TFromD<D>;
+    const auto one = hn::Set(d, T(1)), zero = hn::Zero(d);
+    const auto pos = hn::Eq(y, one);
+    const auto h = hn::Sub(hn::Set(d, p.margin), x);
+    l = hn::IfThenElse(pos, x, KeepNaN(h, hn::Max(h, zero)));
+    gx = hn::IfThenElse(pos, one, hn::IfThenElseZero(hn::Ge(h, zero), hn::Neg(one)));
+    gy = zero;
+  }
+};
+
+// torchvision's sigmoid_focal_loss: ce (1 - p_t)^gamma [alpha y + (1 - alpha)(1 - y)]
+// with ce = BCE with logits, p = sigmoid(x), p_t = p y + (1 - p)(1 - y).
+// q = 1 - p_t is formed as p (1 - y) + (1 - p) y from the two stable sigmoids,
+// so it keeps its relative accuracy where p saturates (torch's 1 - p_t rounds
+// to 0 there). Derivatives: dq/dx = p (1 - p)(1 - 2y), dq/dy = 1 - 2p.
+struct SigmoidFocalFn {
+  LOSSX_PW_EVAL {
+    (void)pw;
+    using T = hn::TFromD<D>;
+    const auto one = hn::Set(d, T(1)), zero = hn::Zero(d);
+    V e, lp;
+    ExpNegAbs(d, x, e, lp);
+    const auto omy = hn::Sub(one, y);
+    const auto ce = hn::MulAdd(omy, x, hn::Add(hn::Max(hn::Neg(x), zero), lp));
+    const auto sp = SigmoidFrom(d, x, e);            // p
+    const auto sn = SigmoidFrom(d, hn::Neg(x), e);   // 1 - p, without cancellation
+    const auto q = hn::MulAdd(sp, omy, hn::Mul(sn, y));
+    // f = q^gamma, fd = gamma q^(gamma - 1).
+    V f, fd;
+    if (p.igamma == 0) {
+      f = one;
+      fd = zero;  // torch's pow backward with exponent 0 is 0, also at q = 0
+    } else if (p.igamma > 0) {
+      V qk = one;
+      for (int k = 1; k < p.igamma; ++k) qk = hn::Mul(qk, q);
+      f = hn::Mul(qk, q);
+      fd = hn::Mul(hn::Set(d, static_cast<T>(p.igamma)), qk);
+    } else {
+      // exp(gamma log q): q = 0 gives 0; q < 0 (targets outside [0, 1]) has no
+      // real power, NaN as torch. At q = 0, fd = 0: the chain-rule product
+      // ce fd dq has limit 0 there (ce and dq vanish with q) even when gamma < 1,
+      // where torch's autograd forms inf * 0 = NaN.
+      const auto g = hn::Set(d, p.gamma);
+      f = FastExp(d, hn::Mul(g, LogNonNeg(d, hn::Max(q, zero))));
+      fd = hn::IfThenZeroElse(hn::Eq(q, zero), hn::Div(hn::Mul(g, f), q));
+      const auto neg = hn::Lt(q, zero);
+      const auto nan = hn::Set(d, std::numeric_limits<T>::quiet_NaN());
+      f = hn::IfThenElse(neg, nan, f);
+      fd = hn::IfThenElse(neg, nan, fd);
+    }
+    const auto cfd = hn::Mul(ce, fd);
+    const auto dqx = hn::Mul(hn::Mul(sp, sn), hn::NegMulAdd(hn::Set(d, T(2)), y, one));
+    l = hn::Mul(ce, f);
+    gx = hn::MulAdd(cfd, dqx, hn::Mul(hn::Sub(sp, y), f));
+    gy = hn::MulAdd(cfd, hn::Sub(sn, sp), hn::Mul(hn::Neg(x), f));
+    if (p.alpha >= 0) {
+      const auto a2 = hn::Set(d, T(2) * p.alpha - T(1));
+      const auto at = hn::MulAdd(a2, y, hn::Set(d, T(1) - p.alpha));  // alpha y + (1 - alpha)(1 - y)
+      gy = hn::MulAdd(at, gy, hn::Mul(a2, l));
+      gx = hn::Mul(at, gx);
+      l = hn::Mul(at, l);
+    }
+    // FastExp/Log1p do not keep NaN; torch does.
+    const auto nan = hn::IsNaN(x);
+    l = hn::IfThenElse(nan, x, l);
+    gx = hn::IfThenElse(nan, x, gx);
+    gy = hn::IfThenElse(nan, x, gy);
+  }
+};
+
 #undef LOSSX_PW_EVAL
 
 template <typename T>
@@ -308,7 +409,10 @@ void PointwiseLoop(const PointwiseJob& job, int64_t c0, int64_t c1) {
   const int64_t L = static_cast<int64_t>(hn::Lanes(d));
   const bool native = IsNative<T>(a.dtype);
   const bool none = a.reduction == Reduction::kNone;
-  PwParams<T> prm{static_cast<T>(a.beta), a.pos_weight != nullptr, a.log_target, a.log_input, a.full};
+  const bool int_gamma = a.gamma == std::floor(a.gamma) && a.gamma <= 16;
+  PwParams<T> prm{static_cast<T>(a.beta), a.pos_weight != nullptr, a.log_target, a.log_input, a.full,
+                  static_cast<T>(a.alpha), static_cast<T>(a.gamma), static_cast<T>(a.margin),
+                  int_gamma ? static_cast<int>(a.gamma) : -1};
   PwScratch<T>& sc = PwScratchOf<T>();
   const T pad = T(0.5);  // a value every loss accepts; padded lanes are masked anyway
   const auto one = hn::Set(d, T(1));
@@ -319,11 +423,14 @@ void PointwiseLoop(const PointwiseJob& job, int64_t c0, int64_t c1) {
     const T* x = PwIn<T>(a.input, a.dtype, off, n, sc, sc.x);
     const T* y = PwIn<T>(a.target, a.dtype, off, n, sc, sc.y);
     const T* w = PwWeight<T>(a.weight, a.weight_period, a.n, off, n, sc, sc.w);
-    const T* pwp = PwWeight<T>(a.pos_weight, a.pos_weight_period, a.n, off, n, sc, sc.pw);
+    // var is a dtype operand like input/target and rides in the pos_weight slot.
+    const T* pwp = a.var ? PwIn<T>(a.var, a.dtype, off, n, sc, sc.pw)
+                         : PwWeight<T>(a.pos_weight, a.pos_weight_period, a.n, off, n, sc, sc.pw);
     T* lo = none ? static_cast<T*>(a.loss) + off : nullptr;
     const T* go = (none && a.grad_output) ? static_cast<const T*>(a.grad_output) + off : nullptr;
     T* gxo = nullptr;
     T* gyo = nullptr;
+    T* gzo = kGrad && a.grad_var ? static_cast<T*>(a.grad_var) + off : nullptr;  // acc type = T
     if (kGrad) {
       if (a.grad_input) gxo = native ? static_cast<T*>(a.grad_input) + off : sc.get(sc.gx);
       if (a.grad_target) gyo = native ? static_cast<T*>(a.grad_target) + off : sc.get(sc.gy);
@@ -335,14 +442,15 @@ void PointwiseLoop(const PointwiseJob& job, int64_t c0, int64_t c1) {
       const auto xv = full ? hn::LoadU(d, x + j) : LoadTail(d, x + j, rem, pad);
       const auto yv = full ? hn::LoadU(d, y + j) : LoadTail(d, y + j, rem, pad);
       const auto pv = pwp ? (full ? hn::LoadU(d, pwp + j) : LoadTail(d, pwp + j, rem, T(1))) : one;
-      hn::Vec<decltype(d)> l, gx, gy;
-      Fn::Eval(d, prm, xv, yv, pv, l, gx, gy);
+      hn::Vec<decltype(d)> l, gx, gy, gz = hn::Zero(d);
+      Fn::Eval(d, prm, xv, yv, pv, l, gx, gy, gz);
       if (w) {
         const auto wv = full ? hn::LoadU(d, w + j) : LoadTail(d, w + j, rem, T(1));
         l = hn::Mul(l, wv);
         if (kGrad) {
           gx = hn::Mul(gx, wv);
           gy = hn::Mul(gy, wv);
+          gz = hn::Mul(gz, wv);
         }
       }
       if (none) {
@@ -361,6 +469,10 @@ void PointwiseLoop(const PointwiseJob& job, int64_t c0, int64_t c1) {
           gy = hn::Mul(gy, s);
           if (full) hn::StoreU(gy, d, gyo + j); else StoreTail(d, gy, gyo + j, rem);
         }
+        if (gzo) {
+          gz = hn::Mul(gz, s);
+          if (full) hn::StoreU(gz, d, gzo + j); else StoreTail(d, gz, gzo + j, rem);
+        }
       }
     }
     if (!none) job.partial[c] = static_cast<double>(hn::GetLane(hn::SumOfLanes(d, acc)));
@@ -373,7 +485,7 @@ void PointwiseLoop(const PointwiseJob& job, int64_t c0, int64_t c1) {
 
 template <typename T>
 void PointwiseImpl(const PointwiseJob& job, int64_t c0, int64_t c1) {
-  const bool grad = job.a->grad_input || job.a->grad_target;
+  const bool grad = job.a->grad_input || job.a->grad_target || job.a->grad_var;
   switch (job.a->kind) {
 #define LOSSX_POINTWISE(id, name, fn)                                       \
   case PointwiseLoss::id:                                                   \

@@ -186,7 +186,15 @@ struct PointwiseArgs {
   double beta = 1.0;        // smooth_l1 beta, huber delta, poisson eps
   bool log_target = false;  // kl_div
   bool log_input = true;    // poisson_nll_loss
-  bool full = false;        // poisson_nll_loss: Stirling term
+  bool full = false;        // poisson_nll_loss: Stirling term; gaussian_nll_loss: + log(2 pi) / 2
+  // gaussian_nll_loss: var (dtype, n; a broadcast var is materialised by the
+  // caller) and its per-element gradient (acc type, n, or nullptr): the caller
+  // sums it over the broadcast axes, so no chunk ever adds into another's output.
+  const void* var = nullptr;
+  void* grad_var = nullptr;
+  double alpha = -1.0;  // sigmoid_focal_loss: alpha y + (1 - alpha)(1 - y) weighting; < 0: none
+  double gamma = 2.0;   // sigmoid_focal_loss: focusing exponent, >= 0
+  double margin = 1.0;  // hinge_embedding_loss
   Reduction reduction = Reduction::kMean;
   double mean_divisor = 0;  // kMean divides by this (0: n); kl_div batchmean passes the batch size
   void* loss = nullptr;          // acc type: n values for kNone, else one

@@ -19,6 +19,9 @@ CATALOG = {
     "binary_cross_entropy": ("pointwise", ("input", "target")),
     "kl_div": ("pointwise", ("input", "target")),
     "poisson_nll_loss": ("pointwise", ("input", "target")),
+    "gaussian_nll_loss": ("pointwise", ("input", "target", "var")),
+    "hinge_embedding_loss": ("pointwise", ("input",)),  # target +-1, not differentiable
+    "sigmoid_focal_loss": ("pointwise", ("inputs", "targets")),  # torchvision's names and defaults
     # pairwise/embedding family (csrc/cpu/embedding.cc)
     "triplet_margin_loss": ("embedding", ("anchor", "positive", "negative")),
     "cosine_embedding_loss": ("embedding", ("input1", "input2")),

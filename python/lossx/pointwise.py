@@ -4,7 +4,9 @@ nothing is broadcast silently), then ``reduction`` = "none" | "mean" | "sum"
 ("batchmean" too for ``kl_div``).
 
 ``return_grad=True`` returns ``(loss, (d_input, d_target))``: the gradients of
-``grad_output * loss`` with respect to both inputs, in argument order.
+``grad_output * loss`` with respect to both inputs, in argument order
+(``gaussian_nll_loss`` adds ``d_var``; ``hinge_embedding_loss``, whose +-1
+target is not differentiable, returns ``(loss, d_input)``).
 ``grad_output`` is a scalar, or an array of the loss's shape for
 ``reduction="none"`` (default: ones). float16/bfloat16 inputs accumulate in
 float32 and return a float32 loss; gradients come back in the input dtypes.
@@ -56,13 +58,23 @@ def _weight_arg(be, fn, argname, w, shape, acc):
     return be.contiguous(full, acc).reshape(-1), max(int(full.size), 1)
 
 
-def _run(fn, input, target, reduction, return_grad, grad_output, *, weight=None, pos_weight=None,
-         beta=1.0, log_target=False, log_input=True, full=False, check=None, reductions=A.REDUCTIONS):
+def _cpu_backend(fn, input):
     be = backend_for(input, fn)
     if be.device != A.CPU:
-        # The value checks and weight broadcasting below are NumPy code; fail
-        # clearly before them (the dispatcher says the same for C++ callers).
+        # The value checks and weight broadcasting are NumPy code; fail clearly
+        # before them (the dispatcher says the same for C++ callers).
         raise RuntimeError(f"{fn}: pointwise losses have no CUDA kernel yet; pass NumPy arrays")
+    return be
+
+
+def _run(fn, input, target, reduction, return_grad, grad_output, *, weight=None, pos_weight=None,
+         beta=1.0, log_target=False, log_input=True, full=False, check=None, reductions=A.REDUCTIONS,
+         var=None, target_grad=True, alpha=-1.0, gamma=2.0, margin=1.0):
+    """``var``: gaussian_nll_loss's variance already broadcast to the input's shape;
+    its gradient comes back per element (accumulation dtype) for the caller to
+    sum over the broadcast axes. Gradients: (d_input, d_target[, d_var]), or
+    d_input alone when ``target_grad`` is False."""
+    be = _cpu_backend(fn, input)
     x = be.asarray(input)
     code = be.dtype_code(x, fn, "input")
     t = be.asarray(target)
@@ -86,24 +98,33 @@ def _run(fn, input, target, reduction, return_grad, grad_output, *, weight=None,
     pw, pwp = _weight_arg(be, fn, "pos_weight", pos_weight, shape, acc)
     xm = be.contiguous(x).reshape(-1)
     tm = be.contiguous(t, code).reshape(-1)
+    vm = None if var is None else be.contiguous(var, code).reshape(-1)
     loss = be.empty((n,) if red == 0 else (1,), acc)
-    gi = gt = go = None
+    gi = gt = gv = go = None
     if return_grad:
         gi = be.empty((n,), code)
-        gt = be.empty((n,), code)
+        if target_grad:
+            gt = be.empty((n,), code)
+        if vm is not None:
+            gv = be.empty((n,), acc)
         go = _grad_output_arg(be, fn, grad_output, red, shape, acc)
     elif grad_output is not None:
         raise ValueError(f"{fn}: grad_output needs return_grad=True")
     _core.pointwise(be.device, be.stream, code, _CODE[fn], n, be.arg(xm), be.arg(tm), be.arg(w), wp,
                     be.arg(pw), pwp, float(beta), bool(log_target), bool(log_input), bool(full), red,
-                    mean_divisor, be.arg(loss), be.arg(gi), be.arg(gt), be.arg(go))
+                    mean_divisor, be.arg(loss), be.arg(gi), be.arg(gt), be.arg(go), be.arg(vm), be.arg(gv),
+                    float(alpha), float(gamma), float(margin))
     out = loss.reshape(shape) if red == 0 else be.scalar(loss)
     if not return_grad:
         return out
+    if not target_grad:
+        return out, gi.reshape(shape)
     gt = gt.reshape(shape)
     if gt.dtype != t.dtype:
         gt = gt.astype(t.dtype)
-    return out, (gi.reshape(shape), gt)
+    if gv is None:
+        return out, (gi.reshape(shape), gt)
+    return out, (gi.reshape(shape), gt, gv.reshape(shape))
 
 
 def _real(fn, name, v):
@@ -203,6 +224,120 @@ def poisson_nll_loss(input, target, log_input=True, full=False, *, eps=1e-8, red
         raise ValueError(f"poisson_nll_loss: eps must be >= 0, got {eps}")
     return _run("poisson_nll_loss", input, target, reduction, return_grad, grad_output, beta=eps,
                 log_input=log_input, full=full)
+
+
+def _var_arg(be, fn, var, shape):
+    """torch's var rules -> (var broadcast to `shape`, axes its gradient sums over,
+    var's shape, var's dtype); a Python number is one variance for every element."""
+    if isinstance(var, numbers.Real) and not isinstance(var, bool):
+        v = float(var)
+        if v < 0:
+            raise ValueError(f"{fn}: var must be >= 0, got {v}")
+        return np.full(shape, v), tuple(range(len(shape))), (), None
+    va = be.asarray(var)
+    if not be.is_float(va):
+        raise TypeError(f"{fn}: var must be float32, float64, float16 or bfloat16, got {va.dtype}")
+    vv = np.asarray(va, dtype=np.float64)
+    bad = vv < 0
+    if bad.any():
+        i = int(np.flatnonzero(bad.reshape(-1))[0])
+        raise ValueError(f"{fn}: var must be >= 0; element {i} is {vv.reshape(-1)[i]}")
+    vs = tuple(va.shape)
+    vb = vs
+    if vs != shape:
+        if len(shape) >= 1 and vs == shape[:-1]:
+            vb = vs + (1,)  # homoscedastic over the last axis: torch unsqueezes var
+        elif not (len(vs) == len(shape) and sum(v for s, v in zip(shape, vs) if s != v) == 1):
+            vb = None
+        if vb is not None:
+            try:
+                ok = np.broadcast_shapes(vb, shape) == shape
+            except ValueError:
+                ok = False
+            vb = vb if ok else None
+        if vb is None:
+            raise A.shape_error(fn, "var must have the input's shape, that shape without its last axis, "
+                                "or that shape with a single axis of size 1", "var", vs, "input", shape)
+    axes = tuple(k for k in range(len(shape)) if vb[k] != shape[k])
+    return np.broadcast_to(va.reshape(vb), shape), axes, vs, va.dtype
+
+
+def gaussian_nll_loss(input, target, var, full=False, eps=1e-6, reduction="mean", *, return_grad=False,
+                      grad_output=None):
+    """Gaussian negative log-likelihood, ``torch.nn.functional.gaussian_nll_loss``:
+    ``0.5 (log(v) + (input - target)^2 / v)`` with ``v = max(var, eps)``; ``full``
+    adds ``0.5 log(2 pi)``. The mean is over the input's elements.
+
+    ``var`` (>= 0; any negative entry raises ValueError) is a Python number or an
+    array of the input's shape, of the input's shape without its last axis
+    (one variance per row, broadcast over the last axis), or of the input's shape
+    with one mismatched axis of size 1 (torch's rules; anything else raises
+    ValueError naming both shapes). ``eps`` must be >= 0. Input and target must
+    have the same shape.
+
+    ``return_grad=True`` returns ``(loss, (d_input, d_target, d_var))``; ``d_var``
+    has var's shape (summed over the broadcast axis; a 0-d array for a number)
+    and, as torch's autograd (which clamps under ``no_grad``), is
+    ``0.5 (1/v - (input - target)^2 / v^2)`` at the clamped ``v`` also where
+    ``var < eps``. A broadcast var is materialised at the input's size (one copy)."""
+    fn = "gaussian_nll_loss"
+    eps = _real(fn, "eps", eps)
+    if eps < 0:
+        raise ValueError(f"{fn}: eps must be >= 0, got {eps}")
+    be = _cpu_backend(fn, input)
+    x = be.asarray(input)
+    shape = tuple(x.shape)
+    be.dtype_code(x, fn, "input")  # a bad input dtype is reported before var's problems
+    vfull, axes, vshape, vdtype = _var_arg(be, fn, var, shape)
+    r = _run(fn, input, target, reduction, return_grad, grad_output, beta=eps, full=full, var=vfull)
+    if not return_grad:
+        return r
+    out, (gi, gt, gv) = r
+    if vdtype is None:
+        vdtype = gi.dtype
+    if axes:
+        gv = gv.sum(axis=axes, dtype=np.float64)  # the broadcast axis; float64 so its length does not cost accuracy
+    gv = np.asarray(gv).reshape(vshape).astype(vdtype, copy=False)
+    return out, (gi, gt, gv)
+
+
+def hinge_embedding_loss(input, target, margin=1.0, *, reduction="mean", return_grad=False, grad_output=None):
+    """``torch.nn.functional.hinge_embedding_loss``: ``x`` where ``y = 1``,
+    ``max(margin - x, 0)`` where ``y = -1``. Targets must be -1 or +1 (anything
+    else, NaN included, raises ValueError naming the first bad element; torch
+    would silently add both terms). Only the input is differentiable:
+    ``return_grad=True`` returns ``(loss, d_input)``; ``d_input`` is 1 where
+    ``y = 1``, -1 where ``y = -1`` and ``x <= margin`` (torch's clamp passes the
+    gradient at the kink), else 0."""
+    fn = "hinge_embedding_loss"
+    margin = _real(fn, "margin", margin)
+    return _run(fn, input, target, reduction, return_grad, grad_output, margin=margin,
+                check=_check_pm1(fn), target_grad=False)
+
+
+def sigmoid_focal_loss(inputs, targets, alpha=0.25, gamma=2.0, reduction="none", *, return_grad=False,
+                       grad_output=None):
+    """``torchvision.ops.sigmoid_focal_loss`` (RetinaNet): with ``p = sigmoid(x)``,
+    ``ce = binary_cross_entropy_with_logits(x, y)`` and ``p_t = p y + (1 - p)(1 - y)``,
+    ``ce (1 - p_t)^gamma``, times ``alpha y + (1 - alpha)(1 - y)`` when ``alpha >= 0``.
+
+    Defaults are torchvision's (``alpha=0.25``, ``gamma=2``, ``reduction="none"``),
+    not the ``alpha=None`` listed in CATALOG.md; ``alpha=None`` or a negative alpha
+    disables the weighting. ``gamma`` must be finite and >= 0. Targets are float
+    and may be soft (in [0, 1]; outside it ``1 - p_t`` can be negative, which a
+    non-integer gamma turns into NaN, as torch). Computed stably: no overflow for
+    any logit, and ``1 - p_t`` is formed as ``p (1 - y) + (1 - p) y`` so it keeps
+    its accuracy where ``p`` saturates.
+
+    ``return_grad=True`` returns ``(loss, (d_inputs, d_targets))``, torch's autograd
+    of the formula; where ``1 - p_t`` is exactly 0 the gamma term's gradient is its
+    limit 0 (torch gives NaN there for gamma < 1)."""
+    fn = "sigmoid_focal_loss"
+    alpha = -1.0 if alpha is None else _real(fn, "alpha", alpha)
+    gamma = _real(fn, "gamma", gamma)
+    if not (0 <= gamma < float("inf")):
+        raise ValueError(f"{fn}: gamma must be finite and >= 0, got {gamma}")
+    return _run(fn, inputs, targets, reduction, return_grad, grad_output, alpha=alpha, gamma=gamma)
 
 
 __all__ = list(_core.pointwise_names)
