@@ -344,6 +344,24 @@ def _torch_poly1(t):
     return (ce + (1 - torch.exp(-ce))).mean()
 
 
+def _make_gauss(rng, N, C):
+    inp = _make_pw("normal")(rng, N, C)
+    inp["var"] = rng.uniform(0.5, 2.0, (N, C)).astype(np.float32)
+    return inp
+
+
+def _torch_focal(t):
+    # torchvision.ops.sigmoid_focal_loss (alpha 0.25, gamma 2), mean: what users run today.
+    import torch
+    import torch.nn.functional as F
+    x, y = t["input"], t["target"]
+    p = torch.sigmoid(x)
+    ce = F.binary_cross_entropy_with_logits(x, y, reduction="none")
+    p_t = p * y + (1 - p) * (1 - y)
+    loss = ce * (1 - p_t) ** 2
+    return (loss * (0.25 * y + 0.75 * (1 - y))).mean()
+
+
 def _generic_impls():
     import torch.nn.functional as F
     out = {
@@ -356,6 +374,19 @@ def _generic_impls():
         "binary_cross_entropy": _pw("binary_cross_entropy", "prob"),
         "kl_div": _pw("kl_div", "logprob", kw={"reduction": "batchmean"}),
         "poisson_nll_loss": _pw("poisson_nll_loss", "count"),
+        "gaussian_nll_loss": Impl(
+            _make_gauss, _lossx_generic("gaussian_nll_loss", ("input", "target", "var")),
+            _torch_generic(lambda t: F.gaussian_nll_loss(t["input"], t["target"], t["var"]),
+                           ("input", "target", "var")),
+            None, _bytes_rw(("input", "target", "var"), ("input", "target", "var")), PW_SIZES, PW_QUICK),
+        "hinge_embedding_loss": Impl(
+            _make_pw("pm1"), _lossx_generic("hinge_embedding_loss", ("input", "target")),
+            _torch_generic(lambda t: F.hinge_embedding_loss(t["input"], t["target"]), ("input",)),
+            None, _bytes_rw(("input", "target"), ("input",)), PW_SIZES, PW_QUICK, diff=("input",)),
+        "sigmoid_focal_loss": Impl(
+            _make_pw("unit"), _lossx_generic("sigmoid_focal_loss", ("input", "target"), {"reduction": "mean"}),
+            _torch_generic(_torch_focal, ("input", "target")),
+            None, _bytes_rw(("input", "target"), ("input", "target")), PW_SIZES, PW_QUICK),
         "triplet_margin_loss": Impl(
             _make_triplet, _lossx_generic("triplet_margin_loss", ("anchor", "positive", "negative")),
             _torch_generic(lambda t: F.triplet_margin_loss(t["anchor"], t["positive"], t["negative"]),

@@ -208,7 +208,7 @@ struct Buffers {
 };
 
 // Element domains: most losses take any real input; these need their own.
-enum class Domain { kReal, kProb, kPm1Target, kLogProb, kCount, kUnitTarget };
+enum class Domain { kReal, kProb, kPm1Target, kLogProb, kCount, kUnitTarget, kVariance };
 
 Domain PointwiseDomain(lossx::PointwiseLoss k) {
   using K = lossx::PointwiseLoss;
@@ -218,6 +218,9 @@ Domain PointwiseDomain(lossx::PointwiseLoss k) {
     case K::kKLDiv: return Domain::kLogProb;
     case K::kPoissonNLL: return Domain::kCount;
     case K::kBCEWithLogits: return Domain::kUnitTarget;
+    case K::kSigmoidFocal: return Domain::kUnitTarget;
+    case K::kHingeEmbedding: return Domain::kPm1Target;
+    case K::kGaussianNLL: return Domain::kVariance;
     default: return Domain::kReal;
   }
 }
@@ -240,6 +243,7 @@ Buffers& GetBuffers(const std::string& key, int64_t n, Domain dom, int64_t rows 
       if (k == 1 && (dom == Domain::kProb || dom == Domain::kLogProb || dom == Domain::kUnitTarget)) v = r.uniform();
       if (k == 1 && dom == Domain::kPm1Target) v = r.uniform() < 0.5 ? -1.0 : 1.0;
       if (k == 1 && dom == Domain::kCount) v = std::floor(4.0 * r.uniform());
+      if (k == 2 && dom == Domain::kVariance) v = 0.5 + 1.5 * r.uniform();
       b.f[k][static_cast<size_t>(i)] = static_cast<float>(v);
     }
     b.d[k].assign(b.f[k].begin(), b.f[k].end());
@@ -282,8 +286,12 @@ const char* const kPointwiseNames[] = {
 };
 
 lossx::PointwiseArgs PointwiseArgsFor(lossx::PointwiseLoss kind, int64_t n, lossx::DType dt, const void* x,
-                                      const void* y, void* loss, void* gx, void* gy) {
+                                      const void* y, const void* var, void* loss, void* gx, void* gy, void* gv) {
   lossx::PointwiseArgs a;
+  if (kind == lossx::PointwiseLoss::kGaussianNLL) {
+    a.var = var;
+    a.grad_var = gx ? gv : nullptr;
+  }
   a.dtype = dt;
   a.kind = kind;
   a.n = n;
@@ -306,23 +314,26 @@ void BM_Pointwise(benchmark::State& st, bool backward) {
   st.SetLabel(name);
   Buffers& b = GetBuffers(std::string(name) + std::to_string(n), n, PointwiseDomain(kind));
   float loss = 0;
-  std::vector<float> gx(backward ? n : 0), gy(backward ? n : 0);
-  const auto a = PointwiseArgsFor(kind, n, lossx::DType::kF32, b.f[0].data(), b.f[1].data(), &loss,
-                                  backward ? gx.data() : nullptr, backward ? gy.data() : nullptr);
+  const bool has_var = kind == lossx::PointwiseLoss::kGaussianNLL;
+  std::vector<float> gx(backward ? n : 0), gy(backward ? n : 0), gv(backward && has_var ? n : 0);
+  const auto a = PointwiseArgsFor(kind, n, lossx::DType::kF32, b.f[0].data(), b.f[1].data(), b.f[2].data(), &loss,
+                                  backward ? gx.data() : nullptr, backward ? gy.data() : nullptr, gv.data());
   lossx::StatusInfo info;
   {
     static std::set<std::string> done;
     if (done.insert(b.key + (backward ? "b" : "f")).second) {
       double dl = 0;
-      std::vector<double> dgx(backward ? n : 0), dgy(backward ? n : 0);
-      const auto ad = PointwiseArgsFor(kind, n, lossx::DType::kF64, b.d[0].data(), b.d[1].data(), &dl,
-                                       backward ? dgx.data() : nullptr, backward ? dgy.data() : nullptr);
+      std::vector<double> dgx(backward ? n : 0), dgy(backward ? n : 0), dgv(backward && has_var ? n : 0);
+      const auto ad = PointwiseArgsFor(kind, n, lossx::DType::kF64, b.d[0].data(), b.d[1].data(), b.d[2].data(),
+                                       &dl, backward ? dgx.data() : nullptr, backward ? dgy.data() : nullptr,
+                                       dgv.data());
       Ok(lossx::pointwise(ad, &info), info, name);
       Ok(lossx::pointwise(a, &info), info, name);
       if (!Close(loss, dl)) Die(name, n, 1, "loss " + std::to_string(loss) + " vs float64 " + std::to_string(dl));
       if (backward) {
         CheckClose(name, "grad_input", gx.data(), dgx.data(), n);
         CheckClose(name, "grad_target", gy.data(), dgy.data(), n);
+        if (has_var) CheckClose(name, "grad_var", gv.data(), dgv.data(), n);
       }
     }
   }
@@ -331,8 +342,9 @@ void BM_Pointwise(benchmark::State& st, bool backward) {
     benchmark::DoNotOptimize(loss);
     benchmark::ClobberMemory();
   }
-  // Bytes a perfect kernel moves: input and target read (+ both gradients written).
-  st.SetBytesProcessed(st.iterations() * n * int64_t{4} * (backward ? 4 : 2));
+  // Bytes a perfect kernel moves: input and target (and var) read, + their gradients written.
+  const int64_t arrays = has_var ? 3 : 2;
+  st.SetBytesProcessed(st.iterations() * n * int64_t{4} * arrays * (backward ? 2 : 1));
   st.SetItemsProcessed(st.iterations() * n);
   st.counters["threads"] = threads;
 }

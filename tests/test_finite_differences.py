@@ -90,6 +90,19 @@ CASES = {
         ("linear", lambda r: (_top("poisson_nll_loss"), (r.uniform(0.2, 3, (5, 7)), r.uniform(0.1, 0.9, (5, 7))),
                               {"log_input": False}), [0, 1], [0, 1]),
     ],
+    "gaussian_nll_loss": [
+        ("bcast_full", lambda r: (_top("gaussian_nll_loss"),
+                                  (_normal(r, (5, 7)), _normal(r, (5, 7)), r.uniform(0.5, 2, (5, 1))),
+                                  {"full": True}), [0, 1, 2], [0, 1, 2])],
+    "hinge_embedding_loss": [
+        ("", lambda r: (_top("hinge_embedding_loss"), (_normal(r, (5, 7)), _pm1(r, (5, 7))), {"margin": 0.8}),
+         [0], [None])],
+    "sigmoid_focal_loss": [
+        ("alpha", lambda r: (_top("sigmoid_focal_loss"), (_normal(r, (5, 7), 3), r.uniform(0, 1, (5, 7))),
+                             {"alpha": 0.3, "gamma": 1.5}), [0, 1], [0, 1]),
+        ("no_alpha", lambda r: (_top("sigmoid_focal_loss"), (_normal(r, (5, 7), 3), r.uniform(0, 1, (5, 7))),
+                                {"alpha": None, "gamma": 2.0}), [0, 1], [0, 1]),
+    ],
     "triplet_margin_loss": [
         ("p3_swap", lambda r: (_top("triplet_margin_loss"), tuple(_normal(r, (6, 5)) for _ in range(3)),
                                {"margin": 3.0, "p": 3.0, "swap": True}), [0, 1, 2], [0, 1, 2])],
