@@ -208,7 +208,7 @@ struct Buffers {
 };
 
 // Element domains: most losses take any real input; these need their own.
-enum class Domain { kReal, kProb, kPm1Target, kLogProb, kCount, kUnitTarget, kVariance };
+enum class Domain { kReal, kProb, kPm1Target, kLogProb, kCount, kUnitTarget, kVariance, kPm1Third };
 
 Domain PointwiseDomain(lossx::PointwiseLoss k) {
   using K = lossx::PointwiseLoss;
@@ -221,6 +221,7 @@ Domain PointwiseDomain(lossx::PointwiseLoss k) {
     case K::kSigmoidFocal: return Domain::kUnitTarget;
     case K::kHingeEmbedding: return Domain::kPm1Target;
     case K::kGaussianNLL: return Domain::kVariance;
+    case K::kMarginRanking: return Domain::kPm1Third;
     default: return Domain::kReal;
   }
 }
@@ -244,6 +245,7 @@ Buffers& GetBuffers(const std::string& key, int64_t n, Domain dom, int64_t rows 
       if (k == 1 && dom == Domain::kPm1Target) v = r.uniform() < 0.5 ? -1.0 : 1.0;
       if (k == 1 && dom == Domain::kCount) v = std::floor(4.0 * r.uniform());
       if (k == 2 && dom == Domain::kVariance) v = 0.5 + 1.5 * r.uniform();
+      if (k == 2 && dom == Domain::kPm1Third) v = r.uniform() < 0.5 ? -1.0 : 1.0;
       b.f[k][static_cast<size_t>(i)] = static_cast<float>(v);
     }
     b.d[k].assign(b.f[k].begin(), b.f[k].end());
@@ -292,6 +294,7 @@ lossx::PointwiseArgs PointwiseArgsFor(lossx::PointwiseLoss kind, int64_t n, loss
     a.var = var;
     a.grad_var = gx ? gv : nullptr;
   }
+  if (kind == lossx::PointwiseLoss::kMarginRanking) a.var = var;  // the +-1 target; not differentiable
   a.dtype = dt;
   a.kind = kind;
   a.n = n;
@@ -315,6 +318,7 @@ void BM_Pointwise(benchmark::State& st, bool backward) {
   Buffers& b = GetBuffers(std::string(name) + std::to_string(n), n, PointwiseDomain(kind));
   float loss = 0;
   const bool has_var = kind == lossx::PointwiseLoss::kGaussianNLL;
+  const bool third = has_var || kind == lossx::PointwiseLoss::kMarginRanking;
   std::vector<float> gx(backward ? n : 0), gy(backward ? n : 0), gv(backward && has_var ? n : 0);
   const auto a = PointwiseArgsFor(kind, n, lossx::DType::kF32, b.f[0].data(), b.f[1].data(), b.f[2].data(), &loss,
                                   backward ? gx.data() : nullptr, backward ? gy.data() : nullptr, gv.data());
@@ -343,8 +347,8 @@ void BM_Pointwise(benchmark::State& st, bool backward) {
     benchmark::ClobberMemory();
   }
   // Bytes a perfect kernel moves: input and target (and var) read, + their gradients written.
-  const int64_t arrays = has_var ? 3 : 2;
-  st.SetBytesProcessed(st.iterations() * n * int64_t{4} * arrays * (backward ? 2 : 1));
+  const int64_t reads = third ? 3 : 2, writes = backward ? (has_var ? 3 : 2) : 0;
+  st.SetBytesProcessed(st.iterations() * n * int64_t{4} * (reads + writes));
   st.SetItemsProcessed(st.iterations() * n);
   st.counters["threads"] = threads;
 }

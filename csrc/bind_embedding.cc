@@ -54,8 +54,8 @@ void bind_margin(py::module_& m) {
   m.def(
       "margin",
       [](int device, uintptr_t stream, int dtype, int kind, int64_t rows, int64_t classes, py::handle x0,
-         py::handle x1, py::handle target, py::handle labels, py::handle weight, double margin, int p,
-         int reduction, py::handle loss, py::handle g0, py::handle g1, py::handle grad_output) {
+         py::handle target, py::handle labels, py::handle weight, double margin, int p,
+         int reduction, py::handle loss, py::handle g0, py::handle grad_output) {
         MarginArgs a;
         a.dtype = static_cast<DType>(dtype);
         a.device = static_cast<Device>(device);
@@ -67,7 +67,6 @@ void bind_margin(py::module_& m) {
         const int64_t as = acc_is_f64(a.dtype) ? 8 : 4;
         const int64_t n = rows * classes;
         a.x0 = ptr_of(x0, n * es, "x0");
-        a.x1 = ptr_of(x1, n * es, "x1");
         a.target = ptr_of(target, n * as, "target");
         const int64_t nl = a.loss == MarginLoss::kMultilabelMargin ? n : rows;
         a.labels = static_cast<const int64_t*>(ptr_of(labels, nl * 8, "labels"));
@@ -78,7 +77,6 @@ void bind_margin(py::module_& m) {
         const int64_t loss_n = a.reduction == Reduction::kNone ? rows : 1;
         a.loss_out = ptr_of(loss, loss_n * as, "loss");
         a.grad0 = ptr_of(g0, n * es, "grad0");
-        a.grad1 = ptr_of(g1, n * es, "grad1");
         a.grad_output = ptr_of(grad_output, loss_n * as, "grad_output");
         StatusInfo info;
         Status st;

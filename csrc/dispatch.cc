@@ -110,6 +110,8 @@ Status pointwise(const PointwiseArgs& a, StatusInfo* info) {
   if (!(a.beta >= 0.0)) return fail(info, Status::kInvalidArgument, "beta/delta/eps must be >= 0");
   if (a.kind == PointwiseLoss::kGaussianNLL && a.n > 0 && a.var == nullptr)
     return fail(info, Status::kInvalidArgument, "gaussian_nll_loss needs var");
+  if (a.kind == PointwiseLoss::kMarginRanking && a.n > 0 && a.var == nullptr)
+    return fail(info, Status::kInvalidArgument, "margin_ranking_loss needs its +-1 target (the var operand)");
   if (!(a.gamma >= 0.0)) return fail(info, Status::kInvalidArgument, "gamma must be >= 0");
   switch (a.device) {
     case Device::kCPU:
@@ -175,10 +177,6 @@ Status margin_loss(const MarginArgs& a, StatusInfo* info) {
   if (a.rows < 0 || a.classes < 1) return fail(info, Status::kInvalidArgument, "need rows >= 0 and classes >= 1");
   if (a.loss_out == nullptr || a.x0 == nullptr) return fail(info, Status::kInvalidArgument, "input and loss are required");
   switch (a.loss) {
-    case MarginLoss::kRanking:
-      if (a.x1 == nullptr || a.target == nullptr || a.classes != 1)
-        return fail(info, Status::kInvalidArgument, "margin_ranking_loss needs input2, target and classes = 1");
-      break;
     case MarginLoss::kMultilabelSoft:
       if (a.target == nullptr) return fail(info, Status::kInvalidArgument, "multilabel_soft_margin_loss needs a target");
       break;

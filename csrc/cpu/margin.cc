@@ -1,5 +1,6 @@
-// Margin family on the CPU: margin_ranking_loss, multilabel_soft_margin_loss,
-// multi_margin_loss, multilabel_margin_loss (torch.nn.functional semantics).
+// Margin family on the CPU: multilabel_soft_margin_loss, multi_margin_loss,
+// multilabel_margin_loss (torch.nn.functional semantics). margin_ranking_loss
+// is element-wise and runs in the pointwise family.
 //
 // These are short per-row scalar loops (a label lookup, a hinge per class, a
 // pair loop for multilabel_margin) rather than streaming reductions, so they
@@ -23,9 +24,7 @@ namespace {
 template <typename A>
 struct Row {
   const A* x;      // row of x0 (classes values)
-  const A* x1;     // row of x1 (kRanking)
   A* g;            // gradient row of x0 or nullptr
-  A* g1;           // gradient row of x1 or nullptr
   int64_t i;       // row index
   A scale;         // d(returned loss) / d(loss_i)
 };
@@ -35,22 +34,6 @@ template <typename A>
 inline A LogSigmoid(A x) {
   return (x < 0 ? x : A(0)) - std::log1p(std::exp(-std::fabs(x)));
 }
-
-template <typename A>
-struct Ranking {
-  const A* y;
-  A margin;
-  A operator()(const Row<A>& r) const {
-    const A t = y[r.i];
-    const A z = -t * (r.x[0] - r.x1[0]) + margin;
-    if (r.g) {
-      const A s = z >= 0 ? r.scale : A(0);  // clamp_min passes the gradient at 0
-      r.g[0] = -t * s;
-      r.g1[0] = t * s;
-    }
-    return z < 0 ? A(0) : z;
-  }
-};
 
 template <typename A>
 struct MultilabelSoft {
@@ -143,14 +126,11 @@ void RunRows(const MarginArgs& a, const F& f, A* row_loss) {
   const A* go = static_cast<const A*>(a.grad_output);
   const bool per_row = a.reduction == Reduction::kNone;
   const A base = a.reduction == Reduction::kMean ? A(1) / static_cast<A>(a.rows) : A(1);
-  // Rows of one element (margin_ranking) are cheap: bigger chunks.
   parallel_for(a.rows, grain_for(C, 1 << 14), [&](int64_t b, int64_t e) {
-    std::vector<A> xb, x1b, gb, g1b;
+    std::vector<A> xb, gb;
     if (!native) {
       xb.resize(static_cast<size_t>(C));
       gb.resize(static_cast<size_t>(C));
-      x1b.resize(static_cast<size_t>(C));
-      g1b.resize(static_cast<size_t>(C));
     }
     for (int64_t i = b; i < e; ++i) {
       const int64_t off = i * C;
@@ -159,25 +139,14 @@ void RunRows(const MarginArgs& a, const F& f, A* row_loss) {
       r.scale = want_grad ? base * (go ? go[per_row ? i : 0] : A(1)) : A(0);
       if (native) {
         r.x = static_cast<const A*>(a.x0) + off;
-        r.x1 = a.x1 ? static_cast<const A*>(a.x1) + off : nullptr;
         r.g = want_grad ? static_cast<A*>(a.grad0) + off : nullptr;
-        r.g1 = want_grad && a.grad1 ? static_cast<A*>(a.grad1) + off : nullptr;
       } else {
         ConvertRow<A>(a.x0, a.dtype, off, C, xb.data());
         r.x = xb.data();
-        r.x1 = nullptr;
-        if (a.x1) {
-          ConvertRow<A>(a.x1, a.dtype, off, C, x1b.data());
-          r.x1 = x1b.data();
-        }
         r.g = want_grad ? gb.data() : nullptr;
-        r.g1 = want_grad && a.grad1 ? g1b.data() : nullptr;
       }
       row_loss[i] = f(r);
-      if (!native && want_grad) {
-        StoreRow<A>(gb.data(), C, a.grad0, a.dtype, off);
-        if (a.grad1) StoreRow<A>(g1b.data(), C, a.grad1, a.dtype, off);
-      }
+      if (!native && want_grad) StoreRow<A>(gb.data(), C, a.grad0, a.dtype, off);
     }
   });
 }
@@ -187,16 +156,7 @@ Status MarginImpl(const MarginArgs& a, StatusInfo* info) {
   const int64_t N = a.rows, C = a.classes;
   char msg[200];
   // Input checks first, smallest offending position whatever the thread count.
-  if (a.loss == MarginLoss::kRanking) {
-    const A* y = static_cast<const A*>(a.target);
-    for (int64_t i = 0; i < N; ++i) {
-      if (!(y[i] == A(1) || y[i] == A(-1))) {
-        std::snprintf(msg, sizeof(msg), "margin_ranking_loss: target at position %lld is %g; it must be 1 or -1",
-                      static_cast<long long>(i), static_cast<double>(y[i]));
-        return fail(info, Status::kInvalidArgument, msg, i, static_cast<int64_t>(y[i]));
-      }
-    }
-  } else if (a.loss == MarginLoss::kMultiMargin) {
+  if (a.loss == MarginLoss::kMultiMargin) {
     for (int64_t i = 0; i < N; ++i) {
       const int64_t y = a.labels[i];
       if (y < 0 || y >= C) {
@@ -229,9 +189,6 @@ Status MarginImpl(const MarginArgs& a, StatusInfo* info) {
   }
   const A* w = static_cast<const A*>(a.weight);
   switch (a.loss) {
-    case MarginLoss::kRanking:
-      RunRows<A>(a, Ranking<A>{static_cast<const A*>(a.target), static_cast<A>(a.margin)}, row_loss);
-      break;
     case MarginLoss::kMultilabelSoft:
       RunRows<A>(a, MultilabelSoft<A>{static_cast<const A*>(a.target), w, C}, row_loss);
       break;

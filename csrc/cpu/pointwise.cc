@@ -296,6 +296,20 @@ struct HingeEmbeddingFn {
   }
 };
 
+// margin_ranking_loss: x = input1, y = input2, and the +-1 target rides in the
+// third operand (pw). max(-t (x - y) + m, 0); clamp_min's gradient passes at
+// the kink and not where the argument is NaN, as torch's.
+struct MarginRankingFn {
+  LOSSX_PW_EVAL {
+    const auto z = hn::MulAdd(hn::Neg(pw), hn::Sub(x, y), hn::Set(d, p.margin));
+    const auto zero = hn::Zero(d);
+    l = KeepNaN(z, hn::Max(z, zero));
+    const auto s = hn::IfThenElseZero(hn::Ge(z, zero), pw);
+    gx = hn::Neg(s);
+    gy = s;
+  }
+};
+
 // torchvision's sigmoid_focal_loss: ce (1 - p_t)^gamma [alpha y + (1 - alpha)(1 - y)]
 // with ce = BCE with logits, p = sigmoid(x), p_t = p y + (1 - p)(1 - y).
 // q = 1 - p_t is formed as p (1 - y) + (1 - p) y from the two stable sigmoids,

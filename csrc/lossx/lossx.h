@@ -243,23 +243,21 @@ Status pairwise_embedding(const PairwiseArgs& args, StatusInfo* info);
 // ---- Margin family (csrc/cpu/margin.cc) -----------------------------------
 namespace lossx {
 
-// kRanking: max(-y (x0 - x1) + margin, 0) element-wise (rows = elements, classes = 1);
-//   target acc type +-1.
 // kMultilabelSoft: -(1/C) sum_c w_c [t log s(x) + (1 - t) log s(-x)]; target acc type rows x C.
 // kMultiMargin: (1/C) sum_{j != y} w_y max(0, margin - x_y + x_j)^p, p in {1, 2}; labels (rows).
 // kMultilabelMargin: (1/C) sum_{j in Y} sum_{k not in Y} max(0, 1 - x_j + x_k); labels rows x C,
 //   the list of each row ends at its first negative entry.
-enum class MarginLoss : int { kRanking = 0, kMultilabelSoft = 1, kMultiMargin = 2, kMultilabelMargin = 3 };
+// (margin_ranking_loss is element-wise: it lives in the pointwise family.)
+enum class MarginLoss : int { kMultilabelSoft = 1, kMultiMargin = 2, kMultilabelMargin = 3 };
 
 struct MarginArgs {
   DType dtype = DType::kF32;
   Device device = Device::kCPU;
   void* stream = nullptr;
-  MarginLoss loss = MarginLoss::kRanking;
+  MarginLoss loss = MarginLoss::kMultiMargin;
   int64_t rows = 0, classes = 1;
   const void* x0 = nullptr;       // dtype rows x classes
-  const void* x1 = nullptr;       // dtype (kRanking only)
-  const void* target = nullptr;   // acc type (kRanking, kMultilabelSoft)
+  const void* target = nullptr;   // acc type (kMultilabelSoft)
   const int64_t* labels = nullptr;  // kMultiMargin (rows), kMultilabelMargin (rows x classes)
   const void* weight = nullptr;   // acc type, classes values, or nullptr
   double margin = 1.0;
@@ -267,7 +265,6 @@ struct MarginArgs {
   Reduction reduction = Reduction::kMean;
   void* loss_out = nullptr;  // acc type: rows values for kNone, else one value
   void* grad0 = nullptr;     // dtype rows x classes, or nullptr
-  void* grad1 = nullptr;     // dtype (kRanking only), or nullptr
   const void* grad_output = nullptr;  // acc type: one value, or rows for kNone; nullptr = 1
 };
 

@@ -15,7 +15,7 @@ from .pointwise import *  # noqa: F401,F403,E402  (names from csrc/lossx/pointwi
 from . import keras, tf  # noqa: E402  (lossx.keras.<name>, lossx.tf.<name>)
 from .embedding import cosine_embedding_loss, triplet_margin_loss  # noqa: E402
 from .margin import (  # noqa: E402
-    margin_ranking_loss, multi_margin_loss, multilabel_margin_loss, multilabel_soft_margin_loss,
+    multi_margin_loss, multilabel_margin_loss, multilabel_soft_margin_loss,
     poly1_cross_entropy)
 
 __version__ = _core.version()

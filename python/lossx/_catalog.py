@@ -22,11 +22,11 @@ CATALOG = {
     "gaussian_nll_loss": ("pointwise", ("input", "target", "var")),
     "hinge_embedding_loss": ("pointwise", ("input",)),  # target +-1, not differentiable
     "sigmoid_focal_loss": ("pointwise", ("inputs", "targets")),  # torchvision's names and defaults
+    "margin_ranking_loss": ("pointwise", ("input1", "input2")),  # the +-1 target in the third operand
     # pairwise/embedding family (csrc/cpu/embedding.cc)
     "triplet_margin_loss": ("embedding", ("anchor", "positive", "negative")),
     "cosine_embedding_loss": ("embedding", ("input1", "input2")),
     # margin family (csrc/cpu/margin.cc)
-    "margin_ranking_loss": ("margin", ("input1", "input2")),
     "multilabel_soft_margin_loss": ("margin", ("input",)),
     "multi_margin_loss": ("margin", ("input",)),
     "multilabel_margin_loss": ("margin", ("input",)),

@@ -1,5 +1,5 @@
-"""Margin family: margin_ranking_loss, multilabel_soft_margin_loss,
-multi_margin_loss, multilabel_margin_loss.
+"""Margin family: multilabel_soft_margin_loss, multi_margin_loss,
+multilabel_margin_loss (margin_ranking_loss is element-wise: pointwise.py).
 
 ``torch.nn.functional`` semantics (argument order and defaults as torch's).
 Kernels: csrc/cpu/margin.cc. No broadcasting: shapes must match as documented.
@@ -15,25 +15,24 @@ from ._backend import ACC_OFFSET, backend_for
 from .embedding import _float_input, _number
 from .softmax import _grad_output_arg
 
-_RANKING, _ML_SOFT, _MULTI, _ML_MARGIN = 0, 1, 2, 3
+_ML_SOFT, _MULTI, _ML_MARGIN = 1, 2, 3
 
 
-def _run(fn, kind, be, code, x0, x1, rows_shape, C, target, labels, weight, margin, p, reduction,
+def _run(fn, kind, be, code, x0, rows_shape, C, target, labels, weight, margin, p, reduction,
          return_grad, grad_output):
     red = A.reduction_code(fn, reduction)
     acc = code + ACC_OFFSET
     N = math.prod(rows_shape)
     loss = be.empty((N,) if red == 0 else (1,), acc)
-    g0 = g1 = go = None
+    g0 = go = None
     if return_grad:
         g0 = be.empty((N, C), code)
-        g1 = be.empty((N, C), code) if x1 is not None else None
         go = _grad_output_arg(be, fn, grad_output, red, rows_shape, acc)
-    _core.margin(be.device, be.stream, code, kind, N, C, be.arg(x0), be.arg(x1), be.arg(target),
+    _core.margin(be.device, be.stream, code, kind, N, C, be.arg(x0), be.arg(target),
                  be.arg(labels), be.arg(weight), float(margin), int(p), red, be.arg(loss), be.arg(g0),
-                 be.arg(g1), be.arg(go))
+                 be.arg(go))
     out = loss.reshape(rows_shape) if red == 0 else be.scalar(loss)
-    return out, g0, g1
+    return out, g0
 
 
 def _rows_input(be, fn, input):
@@ -55,39 +54,6 @@ def _weight(be, fn, weight, C, acc, x_shape):
     if tuple(w.shape) != (C,):
         raise A.shape_error(fn, "weight needs one value per class", "weight", w.shape, "input", x_shape)
     return be.contiguous(w, acc)
-
-
-def margin_ranking_loss(input1, input2, target, margin: float = 0.0, reduction: str = "mean", *,
-                        return_grad: bool = False, grad_output=None):
-    r"""``max(-y (x1 - x2) + margin, 0)`` element-wise.
-
-    ``torch.nn.functional.margin_ranking_loss`` semantics; ``input1``, ``input2``
-    and ``target`` must have one shape (no broadcasting); targets must be +-1
-    (ValueError naming the position otherwise). ``return_grad=True`` returns
-    ``(loss, (d_input1, d_input2))``; an element exactly at the hinge passes its
-    gradient (``clamp_min``'s convention).
-    """
-    fn = "margin_ranking_loss"
-    be = backend_for(input1, fn)
-    x1, code = _float_input(be, fn, input1, "input1")
-    x2, _ = _float_input(be, fn, input2, "input2", code)
-    t = be.asarray(target)
-    if tuple(x2.shape) != tuple(x1.shape):
-        raise A.shape_error(fn, "inputs must have the same shape", "input2", x2.shape, "input1", x1.shape)
-    if tuple(t.shape) != tuple(x1.shape):
-        raise A.shape_error(fn, "target must have the inputs' shape", "target", t.shape, "input1", x1.shape)
-    if not (be.is_int(t) or be.is_float(t)):
-        raise TypeError(f"{fn}: target must be numeric (+1 / -1), got {t.dtype}")
-    margin = _number(fn, "margin", margin)
-    shape = tuple(x1.shape)
-    xm1 = be.contiguous(x1).reshape(-1, 1)
-    xm2 = be.contiguous(x2).reshape(-1, 1)
-    tm = be.contiguous(t, code + ACC_OFFSET).reshape(-1)
-    out, g0, g1 = _run(fn, _RANKING, be, code, xm1, xm2, shape, 1, tm, None, None, margin, 1, reduction,
-                       return_grad, grad_output)
-    if not return_grad:
-        return out
-    return out, (g0.reshape(shape), g1.reshape(shape))
 
 
 def multilabel_soft_margin_loss(input, target, weight=None, reduction: str = "mean", *,
@@ -112,7 +78,7 @@ def multilabel_soft_margin_loss(input, target, weight=None, reduction: str = "me
     w = _weight(be, fn, weight, C, acc, x.shape)
     xm = be.contiguous(x).reshape(-1, C)
     tm = be.contiguous(t, acc).reshape(-1)
-    out, g0, _ = _run(fn, _ML_SOFT, be, code, xm, None, rows_shape, C, tm, None, w, 0.0, 1, reduction,
+    out, g0 = _run(fn, _ML_SOFT, be, code, xm, rows_shape, C, tm, None, w, 0.0, 1, reduction,
                       return_grad, grad_output)
     return (out, g0.reshape(x.shape)) if return_grad else out
 
@@ -140,7 +106,7 @@ def multi_margin_loss(input, target, p: int = 1, margin: float = 1.0, weight=Non
                             "input", x.shape)
     margin = _number(fn, "margin", margin)
     w = _weight(be, fn, weight, C, code + ACC_OFFSET, x.shape)
-    out, g0, _ = _run(fn, _MULTI, be, code, be.contiguous(x).reshape(-1, C), None, rows_shape, C, None,
+    out, g0 = _run(fn, _MULTI, be, code, be.contiguous(x).reshape(-1, C), rows_shape, C, None,
                       be.labels(t).reshape(-1), w, margin, int(p), reduction, return_grad, grad_output)
     return (out, g0.reshape(x.shape)) if return_grad else out
 
@@ -163,7 +129,7 @@ def multilabel_margin_loss(input, target, reduction: str = "mean", *, return_gra
         raise TypeError(f"{fn}: target must hold integer class labels, got {t.dtype}")
     if tuple(t.shape) != tuple(x.shape):
         raise A.shape_error(fn, "target must have the input's shape", "target", t.shape, "input", x.shape)
-    out, g0, _ = _run(fn, _ML_MARGIN, be, code, be.contiguous(x).reshape(-1, C), None, rows_shape, C, None,
+    out, g0 = _run(fn, _ML_MARGIN, be, code, be.contiguous(x).reshape(-1, C), rows_shape, C, None,
                       be.labels(t).reshape(-1), None, 0.0, 1, reduction, return_grad, grad_output)
     return (out, g0.reshape(x.shape)) if return_grad else out
 

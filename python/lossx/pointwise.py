@@ -69,11 +69,12 @@ def _cpu_backend(fn, input):
 
 def _run(fn, input, target, reduction, return_grad, grad_output, *, weight=None, pos_weight=None,
          beta=1.0, log_target=False, log_input=True, full=False, check=None, reductions=A.REDUCTIONS,
-         var=None, target_grad=True, alpha=-1.0, gamma=2.0, margin=1.0):
+         var=None, target_grad=True, var_grad=True, alpha=-1.0, gamma=2.0, margin=1.0):
     """``var``: gaussian_nll_loss's variance already broadcast to the input's shape;
     its gradient comes back per element (accumulation dtype) for the caller to
     sum over the broadcast axes. Gradients: (d_input, d_target[, d_var]), or
-    d_input alone when ``target_grad`` is False."""
+    d_input alone when ``target_grad`` is False; ``var_grad=False``: a third
+    operand that is not differentiable (margin_ranking_loss's +-1 target)."""
     be = _cpu_backend(fn, input)
     x = be.asarray(input)
     code = be.dtype_code(x, fn, "input")
@@ -105,7 +106,7 @@ def _run(fn, input, target, reduction, return_grad, grad_output, *, weight=None,
         gi = be.empty((n,), code)
         if target_grad:
             gt = be.empty((n,), code)
-        if vm is not None:
+        if vm is not None and var_grad:
             gv = be.empty((n,), acc)
         go = _grad_output_arg(be, fn, grad_output, red, shape, acc)
     elif grad_output is not None:
@@ -299,6 +300,41 @@ def gaussian_nll_loss(input, target, var, full=False, eps=1e-6, reduction="mean"
         gv = gv.sum(axis=axes, dtype=np.float64)  # the broadcast axis; float64 so its length does not cost accuracy
     gv = np.asarray(gv).reshape(vshape).astype(vdtype, copy=False)
     return out, (gi, gt, gv)
+
+
+def margin_ranking_loss(input1, input2, target, margin=0.0, reduction="mean", *, return_grad=False,
+                        grad_output=None):
+    """``max(-y (x1 - x2) + margin, 0)`` element-wise, ``torch.nn.functional.margin_ranking_loss``.
+
+    ``input1``, ``input2`` and ``target`` must have one shape (no broadcasting);
+    targets must be +-1 (ValueError naming the first other element).
+    ``return_grad=True`` returns ``(loss, (d_input1, d_input2))``; an element
+    exactly at the hinge passes its gradient (``clamp_min``'s convention), a NaN
+    one does not. The target rides in the pointwise kernel's third operand."""
+    fn = "margin_ranking_loss"
+    margin = _real(fn, "margin", margin)
+    be = _cpu_backend(fn, input1)
+    x1, x2, t = be.asarray(input1), be.asarray(input2), be.asarray(target)
+    code = be.dtype_code(x1, fn, "input1")
+    if tuple(x2.shape) != tuple(x1.shape):
+        raise A.shape_error(fn, "inputs must have the same shape", "input2", x2.shape, "input1", x1.shape)
+    if tuple(t.shape) != tuple(x1.shape):
+        raise A.shape_error(fn, "target must have the inputs' shape", "target", t.shape, "input1", x1.shape)
+    if not (be.is_int(t) or be.is_float(t)):
+        raise TypeError(f"{fn}: target must be numeric (+1 / -1), got {t.dtype}")
+    tf = np.asarray(t, dtype=np.float64)
+    bad = np.abs(tf) != 1
+    if bad.any():
+        i = int(np.flatnonzero(bad.reshape(-1))[0])
+        raise ValueError(f"{fn}: target at position {i} is {tf.reshape(-1)[i]:g}; it must be 1 or -1")
+    tv = be.contiguous(t, code)
+    r = _run(fn, x1, x2, reduction, return_grad, grad_output, var=tv, var_grad=False, margin=margin)
+    if not return_grad:
+        return r
+    out, (g1, g2) = r
+    if g2.dtype != g1.dtype:
+        g2 = g2.astype(g1.dtype)
+    return out, (g1, g2)
 
 
 def hinge_embedding_loss(input, target, margin=1.0, *, reduction="mean", return_grad=False, grad_output=None):
