@@ -3,6 +3,7 @@
 // SIMD target chosen by Highway at run time). Combinations that do not exist
 // return a clear status instead of failing somewhere deeper.
 #include <cstdio>
+#include <cstring>
 
 #include "cpu/keras_rows.h"
 #include "cpu/pointwise.h"
@@ -108,6 +109,10 @@ Status pointwise(const PointwiseArgs& a, StatusInfo* info) {
   if ((a.weight && a.weight_period < 1) || (a.pos_weight && a.pos_weight_period < 1))
     return fail(info, Status::kInvalidArgument, "weight periods must be >= 1");
   if (!(a.beta >= 0.0)) return fail(info, Status::kInvalidArgument, "beta/delta/eps must be >= 0");
+  if (a.row_len < 0 || (a.row_len > 0 && a.n % a.row_len != 0))
+    return fail(info, Status::kInvalidArgument, "row_len must be >= 0 and divide n");
+  if (a.grad_target && std::strncmp(pointwise_name(a.kind), "keras.", 6) == 0)
+    return fail(info, Status::kInvalidArgument, "Keras losses give no gradient with respect to y_true (target)");
   switch (a.device) {
     case Device::kCPU:
       return cpu::cpu_pointwise(a, info);
