@@ -10,11 +10,18 @@
 namespace lossx {
 
 void bind_pointwise(py::module_& m) {
-  // Position = the loss code, both from lossx/pointwise_losses.def.
+  // From lossx/pointwise_losses.def: pointwise_codes maps every name to its
+  // code; pointwise_names lists the top-level (torch) losses in list order,
+  // without the lossx.keras ones ("keras.<name>").
   std::vector<std::string> names;
-  for (int k = 0; k < static_cast<int>(PointwiseLoss::kCount); ++k)
-    names.emplace_back(pointwise_name(static_cast<PointwiseLoss>(k)));
+  py::dict codes;
+  for (int k = 0; k < static_cast<int>(PointwiseLoss::kCount); ++k) {
+    const std::string name = pointwise_name(static_cast<PointwiseLoss>(k));
+    codes[py::str(name)] = k;
+    if (name.rfind("keras.", 0) != 0) names.push_back(name);
+  }
   m.attr("pointwise_names") = names;
+  m.attr("pointwise_codes") = codes;
 
   m.def(
       "pointwise",

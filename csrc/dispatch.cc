@@ -3,6 +3,7 @@
 // SIMD target chosen by Highway at run time). Combinations that do not exist
 // return a clear status instead of failing somewhere deeper.
 #include <cstdio>
+#include <cstring>
 
 #include "cpu/keras_rows.h"
 #include "cpu/pointwise.h"
@@ -113,6 +114,10 @@ Status pointwise(const PointwiseArgs& a, StatusInfo* info) {
   if (a.kind == PointwiseLoss::kMarginRanking && a.n > 0 && a.var == nullptr)
     return fail(info, Status::kInvalidArgument, "margin_ranking_loss needs its +-1 target (the var operand)");
   if (!(a.gamma >= 0.0)) return fail(info, Status::kInvalidArgument, "gamma must be >= 0");
+  if (a.row_len < 0 || (a.row_len > 0 && a.n % a.row_len != 0))
+    return fail(info, Status::kInvalidArgument, "row_len must be >= 0 and divide n");
+  if (a.grad_target && std::strncmp(pointwise_name(a.kind), "keras.", 6) == 0)
+    return fail(info, Status::kInvalidArgument, "Keras losses give no gradient with respect to y_true (target)");
   switch (a.device) {
     case Device::kCPU:
       return cpu::cpu_pointwise(a, info);

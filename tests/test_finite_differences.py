@@ -150,6 +150,37 @@ KERAS_CASES = {
     "dice": [("", lambda r: (_K.dice, (r.uniform(0, 1, (5, 6)), r.uniform(0.1, 1, (5, 6))), {}), [1], [None])],
     "tversky": [("", lambda r: (_K.tversky, (r.uniform(0, 1, (5, 6)), r.uniform(0.1, 1, (5, 6))),
                                 {"alpha": 0.3, "beta": 0.7}), [1], [None])],
+    # element-wise (mean over the last axis); probabilities kept inside Keras' clip
+    "mean_absolute_error": [("", lambda r: (_K.mean_absolute_error, (_normal(r, (5, 7)), _normal(r, (5, 7))), {}),
+                             [1], [None])],
+    "mean_squared_error": [("", lambda r: (_K.mean_squared_error, (_normal(r, (5, 7)), _normal(r, (5, 7))), {}),
+                            [1], [None])],
+    "mean_absolute_percentage_error": [
+        ("", lambda r: (_K.mean_absolute_percentage_error, (r.uniform(0.5, 2, (5, 7)), _normal(r, (5, 7))), {}),
+         [1], [None])],
+    "mean_squared_logarithmic_error": [
+        ("", lambda r: (_K.mean_squared_logarithmic_error, (r.uniform(0, 3, (5, 7)), r.uniform(0.1, 3, (5, 7))),
+                        {}), [1], [None])],
+    "huber": [("", lambda r: (_K.huber, (_normal(r, (5, 7)), _normal(r, (5, 7))), {"delta": 0.7}), [1], [None])],
+    "log_cosh": [("", lambda r: (_K.log_cosh, (_normal(r, (5, 7)), _normal(r, (5, 7), 3)), {}), [1], [None])],
+    "poisson": [("", lambda r: (_K.poisson, (r.uniform(0, 3, (5, 7)), r.uniform(0.1, 3, (5, 7))), {}), [1], [None])],
+    "kl_divergence": [("", lambda r: (_K.kl_divergence, (_probs(r, (5, 7)), _probs(r, (5, 7))), {}), [1], [None])],
+    "binary_crossentropy": [
+        ("probs", lambda r: (_K.binary_crossentropy, (r.uniform(0, 1, (5, 7)), r.uniform(0.05, 0.95, (5, 7))),
+                             {"label_smoothing": 0.1}), [1], [None]),
+        ("logits", lambda r: (_K.binary_crossentropy, (r.uniform(0, 1, (5, 7)), _normal(r, (5, 7), 3)),
+                              {"from_logits": True}), [1], [None]),
+    ],
+    "binary_focal_crossentropy": [
+        ("balanced", lambda r: (_K.binary_focal_crossentropy,
+                                (r.uniform(0, 1, (5, 7)), r.uniform(0.05, 0.95, (5, 7))),
+                                {"apply_class_balancing": True, "gamma": 1.5}), [1], [None]),
+        ("logits", lambda r: (_K.binary_focal_crossentropy, (r.uniform(0, 1, (5, 7)), _normal(r, (5, 7), 2)),
+                              {"from_logits": True, "label_smoothing": 0.2}), [1], [None]),
+    ],
+    "hinge": [("", lambda r: (_K.hinge, (_pm1(r, (5, 7)), _normal(r, (5, 7), 2)), {}), [1], [None])],
+    "squared_hinge": [("", lambda r: (_K.squared_hinge, (r.integers(0, 2, (5, 7)).astype(float),
+                                                         _normal(r, (5, 7), 2)), {}), [1], [None])],
 }
 
 _T = lossx.tf

@@ -225,7 +225,8 @@ BASIC = {
 
 
 def test_catalog_lists_every_function():
-    assert set(_catalog.KERAS) == set(K.__all__) == set(BASIC)
+    # The element-wise losses are checked in test_keras_elementwise.py.
+    assert set(_catalog.KERAS) == set(K.__all__) and set(BASIC) <= set(K.__all__)
     for name in _catalog.KERAS:
         assert callable(getattr(lossx.keras, name))
 

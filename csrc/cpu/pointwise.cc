@@ -31,9 +31,20 @@ template <typename T>
 struct PwParams {
   T beta;
   bool has_pw, log_target, log_input, full;
-  T alpha, gamma, margin;
+  T alpha, gamma, margin;  // focal losses (torchvision's and Keras' binary), hinge_embedding
   int igamma;  // gamma when it is an integer in [0, 16] (exact powers by multiplication), else -1
+  // Keras element-wise losses (set by KerasParams).
+  T smooth;
+  bool from_logits, balance, binary_labels;
 };
+
+template <typename T>
+HWY_INLINE void KerasParams(const PointwiseArgs& a, PwParams<T>& p) {
+  p.smooth = static_cast<T>(a.label_smoothing);
+  p.from_logits = a.from_logits;
+  p.balance = a.class_balancing;
+  p.binary_labels = a.binary_labels;
+}
 
 // v where v is NaN, else r: Highway's Exp/Log/Max do not propagate NaN, torch does.
 template <class V>
@@ -370,11 +381,272 @@ struct SigmoidFocalFn {
   }
 };
 
+// ---- Keras 3 element-wise losses (keras/src/losses/losses.py): x = y_pred,
+// y = y_true, gx = d/dy_pred; Keras gives no y_true gradient (gy = 0, and the
+// dispatcher refuses grad_target). Where Keras clips or takes a maximum the
+// gradient is that of the clipped expression, with TensorFlow's conventions at
+// the boundary: clip(v, lo, hi) passes the gradient for lo <= v <= hi,
+// maximum(v, c) for v >= c; it is 0 elsewhere.
+
+template <typename T>
+constexpr T KerasEps() { return static_cast<T>(1e-7); }  // keras.backend.epsilon()
+
+template <class D, class V = hn::Vec<D>>
+HWY_INLINE V NaNOf(D d) {
+  return hn::Set(d, std::numeric_limits<hn::TFromD<D>>::quiet_NaN());
+}
+
+// NaN where x or y is NaN (Highway's Min/Max/Log do not propagate it).
+template <class V>
+HWY_INLINE V KeepNaN2(V x, V y, V r) {
+  return KeepNaN(x, KeepNaN(y, r));
+}
+
+// Keras' label smoothing of binary targets: y (1 - e) + e / 2.
+template <class D, class V = hn::Vec<D>>
+HWY_INLINE V KerasSmooth(D d, const PwParams<hn::TFromD<D>>& p, V y) {
+  using T = hn::TFromD<D>;
+  if (p.smooth == T(0)) return y;
+  return hn::MulAdd(y, hn::Set(d, T(1) - p.smooth), hn::Set(d, T(0.5) * p.smooth));
+}
+
+// u^g as TensorFlow's pow: exact products for an integer g in [0, 16] (any
+// sign of u), else exp(g log u): NaN for u < 0, 0 (g > 0) or inf (g < 0) at u = 0.
+template <class D, class V = hn::Vec<D>>
+HWY_INLINE V KerasPow(D d, V u, hn::TFromD<D> g, int gi) {
+  using T = hn::TFromD<D>;
+  if (gi >= 0) {
+    V r = hn::Set(d, T(1));
+    for (int k = 0; k < gi; ++k) r = hn::Mul(r, u);
+    return r;
+  }
+  const T big = sizeof(T) == 4 ? T(88.0) : T(709.0);  // Highway's Exp has no overflow guard
+  const auto arg = hn::Mul(hn::Set(d, g), LogNonNeg(d, hn::Abs(u)));
+  const auto inf = hn::Set(d, std::numeric_limits<T>::infinity());
+  auto r = hn::IfThenElse(hn::Gt(arg, hn::Set(d, big)), inf, hn::Exp(d, hn::Min(arg, hn::Set(d, big))));
+  r = hn::IfThenElse(hn::Eq(u, hn::Zero(d)), hn::Set(d, g > 0 ? T(0) : (g == 0 ? T(1) : std::numeric_limits<T>::infinity())), r);
+  return KeepNaN(u, hn::IfThenElse(hn::Lt(u, hn::Zero(d)), NaNOf(d), r));
+}
+
+// Keras' clipped binary cross entropy of a probability p against t:
+// -(t log q + (1 - t) log(1 - q)), q = clip(p, 1e-7, 1 - 1e-7), and its
+// derivative in p: (q - t) / (q (1 - q)) inside the clip, 0 outside.
+template <class D, class V = hn::Vec<D>>
+HWY_INLINE void KerasClippedBCE(D d, V p, V t, V& l, V& dl) {
+  using T = hn::TFromD<D>;
+  const auto one = hn::Set(d, T(1));
+  const auto lo = hn::Set(d, KerasEps<T>()), hi = hn::Set(d, static_cast<T>(1.0 - 1e-7));
+  const auto q = hn::Min(hn::Max(p, lo), hi);
+  const auto omq = hn::Sub(one, q);
+  // log(1 - q): the exact 1 - q above 1/2 (Sterbenz), log1p(-q) below.
+  const auto l1q = hn::IfThenElse(hn::Ge(q, hn::Set(d, T(0.5))), hn::Log(d, omq), hn::Log1p(d, hn::Neg(q)));
+  l = hn::Neg(hn::MulAdd(t, hn::Log(d, q), hn::Mul(hn::Sub(one, t), l1q)));
+  const auto inside = hn::And(hn::Ge(p, lo), hn::Le(p, hi));
+  dl = hn::IfThenElseZero(inside, hn::Div(hn::Sub(q, t), hn::Mul(q, omq)));
+  l = KeepNaN2(p, t, l);
+  dl = KeepNaN2(p, t, dl);
+}
+
+// |x - y| (kL1's math, but NaN keeps a NaN gradient, as TensorFlow's sign).
+struct KerasMaeFn {
+  LOSSX_PW_EVAL {
+    (void)p; (void)pw;
+    const auto df = hn::Sub(x, y);
+    l = hn::Abs(df);
+    gx = KeepNaN(df, Sign0(d, df));
+    gy = hn::Zero(d);
+  }
+};
+
+// 100 |y - x| / max(|y|, eps)
+struct KerasMapeFn {
+  LOSSX_PW_EVAL {
+    (void)p; (void)pw;
+    using T = hn::TFromD<D>;
+    const auto df = hn::Sub(x, y);
+    const auto k = hn::Div(hn::Set(d, T(100)), hn::Max(hn::Abs(y), hn::Set(d, KerasEps<T>())));
+    l = hn::Mul(hn::Abs(df), k);
+    gx = KeepNaN(df, hn::Mul(Sign0(d, df), k));
+    gy = hn::Zero(d);
+  }
+};
+
+// (log(max(x, eps) + 1) - log(max(y, eps) + 1))^2, the logs as log1p.
+struct KerasMsleFn {
+  LOSSX_PW_EVAL {
+    (void)p; (void)pw;
+    using T = hn::TFromD<D>;
+    const auto eps = hn::Set(d, KerasEps<T>());
+    const auto mx = hn::Max(x, eps);
+    const auto df = hn::Sub(hn::Log1p(d, mx), hn::Log1p(d, hn::Max(y, eps)));
+    l = KeepNaN2(x, y, hn::Mul(df, df));
+    const auto g = hn::Div(hn::Add(df, df), hn::Add(mx, hn::Set(d, T(1))));
+    gx = KeepNaN2(x, y, hn::IfThenElseZero(hn::Ge(x, eps), g));
+    gy = hn::Zero(d);
+  }
+};
+
+// Keras' z + softplus(-2z) - log 2 (z = x - y) = log cosh z, evaluated without
+// its cancellation: log1p(u^2 / (2 (1 + u))) with u = expm1(|z|) for |z| < 1,
+// |z| + log1p(exp(-2|z|)) - log 2 beyond. Gradient tanh(z).
+struct KerasLogCoshFn {
+  LOSSX_PW_EVAL {
+    (void)p; (void)pw;
+    using T = hn::TFromD<D>;
+    const auto one = hn::Set(d, T(1));
+    const auto z = hn::Sub(x, y), az = hn::Abs(z);
+    const auto u = hn::Expm1(d, hn::Min(az, one));
+    const auto small = hn::Log1p(d, hn::Div(hn::Mul(u, u), hn::Mul(hn::Set(d, T(2)), hn::Add(one, u))));
+    const auto e = hn::Exp(d, hn::Mul(hn::Set(d, T(-2)), az));
+    const auto large = hn::Sub(hn::Add(az, hn::Log1p(d, e)), hn::Set(d, T(0.693147180559945309417232)));
+    l = KeepNaN(z, hn::IfThenElse(hn::Lt(az, one), small, large));
+    gx = KeepNaN(z, hn::Tanh(d, z));
+    gy = hn::Zero(d);
+  }
+};
+
+// x - y log(x + eps); NaN where x + eps < 0, as log.
+struct KerasPoissonFn {
+  LOSSX_PW_EVAL {
+    (void)p; (void)pw;
+    using T = hn::TFromD<D>;
+    const auto xe = hn::Add(x, hn::Set(d, KerasEps<T>()));
+    const auto lg = KeepNaN(xe, hn::IfThenElse(hn::Lt(xe, hn::Zero(d)), NaNOf(d), LogNonNeg(d, xe)));
+    l = hn::NegMulAdd(y, lg, x);
+    gx = hn::Sub(hn::Set(d, T(1)), hn::Div(y, xe));
+    gy = hn::Zero(d);
+  }
+};
+
+// yt log(yt / yp) with yt = clip(y, eps, 1), yp = clip(x, eps, 1); Keras sums
+// it over the row (row_scale 1).
+struct KerasKLFn {
+  LOSSX_PW_EVAL {
+    (void)p; (void)pw;
+    using T = hn::TFromD<D>;
+    const auto lo = hn::Set(d, KerasEps<T>()), one = hn::Set(d, T(1));
+    const auto yt = hn::Min(hn::Max(y, lo), one);
+    const auto yp = hn::Min(hn::Max(x, lo), one);
+    l = KeepNaN2(x, y, hn::Mul(yt, hn::Log(d, hn::Div(yt, yp))));
+    const auto inside = hn::And(hn::Ge(x, lo), hn::Le(x, one));
+    gx = KeepNaN2(x, y, hn::IfThenElseZero(inside, hn::Neg(hn::Div(yt, yp))));
+    gy = hn::Zero(d);
+  }
+};
+
+// Probabilities: the clipped BCE. Logits: the stable
+// max(x, 0) - x t + log1p(exp(-|x|)), gradient sigmoid(x) - t, unclipped, as
+// Keras' TensorFlow, JAX and PyTorch backends (its NumPy backend clips sigmoid(x)).
+struct KerasBCEFn {
+  LOSSX_PW_EVAL {
+    (void)pw;
+    const auto t = KerasSmooth(d, p, y);
+    if (p.from_logits) {
+      hn::Vec<D> e, lp;
+      ExpNegAbs(d, x, e, lp);
+      l = KeepNaN(x, hn::Add(hn::NegMulAdd(x, t, hn::Max(x, hn::Zero(d))), lp));
+      gx = KeepNaN(x, hn::Sub(SigmoidFrom(d, x, e), t));
+    } else {
+      KerasClippedBCE(d, x, t, l, gx);
+    }
+    gy = hn::Zero(d);
+  }
+};
+
+// w (1 - p_t)^gamma bce, p_t = t p + (1 - t)(1 - p), p = y_pred or sigmoid(y_pred),
+// bce the clipped BCE of p, w = alpha t + (1 - alpha)(1 - t) with class balancing.
+// From logits, 1 - p is sigmoid(-x) and, inside the clip, log p = -softplus(-x)
+// and log(1 - p) = -softplus(x): the same function as Keras' without the
+// cancellation of 1 - sigmoid(x) (outside the clip the logs are constants).
+struct KerasBinaryFocalFn {
+  LOSSX_PW_EVAL {
+    (void)pw;
+    using T = hn::TFromD<D>;
+    const auto one = hn::Set(d, T(1));
+    const auto t = KerasSmooth(d, p, y);
+    const auto omt = hn::Sub(one, t);
+    const auto du = hn::NegMulAdd(hn::Set(d, T(2)), t, one);  // d(1 - p_t)/dp = 1 - 2t
+    hn::Vec<D> u, bce, dbce, dudx;  // 1 - p_t, bce, and their derivatives in x
+    if (p.from_logits) {
+      const T lo = KerasEps<T>(), hi = static_cast<T>(1.0 - 1e-7);
+      hn::Vec<D> e, lp;
+      ExpNegAbs(d, x, e, lp);
+      const auto pr = KeepNaN(x, SigmoidFrom(d, x, e));
+      const auto omp = KeepNaN(x, SigmoidFrom(d, hn::Neg(x), e));
+      const auto below = hn::Lt(pr, hn::Set(d, lo)), above = hn::Gt(pr, hn::Set(d, hi));
+      const auto spx = hn::Add(hn::Max(x, hn::Zero(d)), lp);           // softplus(x)
+      const auto spn = hn::Add(hn::Max(hn::Neg(x), hn::Zero(d)), lp);  // softplus(-x)
+      auto lq = hn::IfThenElse(below, hn::Set(d, static_cast<T>(std::log(static_cast<double>(lo)))), hn::Neg(spn));
+      lq = hn::IfThenElse(above, hn::Set(d, static_cast<T>(std::log(static_cast<double>(hi)))), lq);
+      auto l1q = hn::IfThenElse(below, hn::Set(d, static_cast<T>(std::log1p(-static_cast<double>(lo)))), hn::Neg(spx));
+      l1q = hn::IfThenElse(above, hn::Set(d, static_cast<T>(std::log1p(-static_cast<double>(hi)))), l1q);
+      bce = KeepNaN(x, hn::Neg(hn::MulAdd(t, lq, hn::Mul(omt, l1q))));
+      // d bce / dx = (q - t) / (q (1 - q)) * p (1 - p) = p - t inside the clip.
+      dbce = KeepNaN(x, hn::IfThenZeroElse(hn::Or(below, above), hn::Sub(pr, t)));
+      u = hn::MulAdd(t, omp, hn::Mul(omt, pr));
+      dudx = hn::Mul(du, hn::Mul(pr, omp));
+    } else {
+      KerasClippedBCE(d, x, t, bce, dbce);
+      u = hn::MulAdd(t, hn::Sub(one, x), hn::Mul(omt, x));
+      dudx = du;
+    }
+    const auto f = KerasPow(d, u, p.gamma, p.igamma);
+    auto df = hn::Zero(d);  // d(u^g)/du; torch's pow backward gives 0 for g = 0 too
+    if (p.gamma != T(0)) {
+      const auto um1 = p.igamma >= 1 ? KerasPow(d, u, p.gamma - T(1), p.igamma - 1)
+                                        : KerasPow(d, u, p.gamma - T(1), -1);
+      df = hn::Mul(hn::Set(d, p.gamma), um1);
+    }
+    l = hn::Mul(f, bce);
+    gx = hn::MulAdd(hn::Mul(df, dudx), bce, hn::Mul(f, dbce));
+    if (p.balance) {
+      const auto w = hn::MulAdd(t, hn::Set(d, p.alpha), hn::Mul(omt, hn::Set(d, T(1) - p.alpha)));
+      l = hn::Mul(l, w);
+      gx = hn::Mul(gx, w);
+    }
+    gy = hn::Zero(d);
+  }
+};
+
+// max(1 - t x, 0); t = 2y - 1 when Keras converts {0, 1} labels.
+template <class D, class V = hn::Vec<D>>
+HWY_INLINE V KerasHingeLabels(D d, const PwParams<hn::TFromD<D>>& p, V y) {
+  using T = hn::TFromD<D>;
+  return p.binary_labels ? hn::MulSub(hn::Set(d, T(2)), y, hn::Set(d, T(1))) : y;
+}
+
+struct KerasHingeFn {
+  LOSSX_PW_EVAL {
+    (void)pw;
+    using T = hn::TFromD<D>;
+    const auto t = KerasHingeLabels(d, p, y);
+    const auto m = hn::NegMulAdd(t, x, hn::Set(d, T(1)));
+    const auto pos = hn::Ge(m, hn::Zero(d));
+    l = KeepNaN(m, hn::IfThenElseZero(pos, m));
+    gx = KeepNaN(m, hn::IfThenElseZero(pos, hn::Neg(t)));
+    gy = hn::Zero(d);
+  }
+};
+
+struct KerasSquaredHingeFn {
+  LOSSX_PW_EVAL {
+    (void)pw;
+    using T = hn::TFromD<D>;
+    const auto t = KerasHingeLabels(d, p, y);
+    const auto m = hn::NegMulAdd(t, x, hn::Set(d, T(1)));
+    const auto mp = KeepNaN(m, hn::IfThenElseZero(hn::Ge(m, hn::Zero(d)), m));
+    l = hn::Mul(mp, mp);
+    gx = hn::Mul(hn::Mul(hn::Set(d, T(-2)), t), mp);
+    gy = hn::Zero(d);
+  }
+};
+
 #undef LOSSX_PW_EVAL
 
 template <typename T>
 struct PwScratch {
   std::vector<T> x, y, w, pw, gx, gy;
+  std::vector<T> rl, rs;  // row mode: element losses of the chunk, per-element gradient scales
   T* get(std::vector<T>& v) {
     if (v.size() < static_cast<size_t>(kPointwiseChunk)) v.resize(static_cast<size_t>(kPointwiseChunk));
     return v.data();
@@ -415,6 +687,65 @@ HWY_INLINE const T* PwWeight(const void* w, int64_t period, int64_t n_total, int
   return b;
 }
 
+// Row mode, kNone with grad_output: element i's gradient scale is
+// grad_output[i / L] * row_scale, unrolled into the chunk's scratch.
+template <typename T>
+HWY_INLINE const T* PwRowScales(const PointwiseArgs& a, int64_t off, int64_t n, PwScratch<T>& sc) {
+  const T* go = static_cast<const T*>(a.grad_output);
+  const int64_t L = a.row_len;
+  T* b = sc.get(sc.rs);
+  int64_t r = off / L, k = off % L;
+  T cur = static_cast<T>(static_cast<double>(go[r]) * a.row_scale);
+  for (int64_t j = 0; j < n; ++j) {
+    b[j] = cur;
+    if (++k == L && j + 1 < n) {
+      k = 0;
+      cur = static_cast<T>(static_cast<double>(go[++r]) * a.row_scale);
+    }
+  }
+  return b;
+}
+
+// Sum of `len` element losses: lane-wise in T, lanes and the tail in double.
+template <class D, typename T = hn::TFromD<D>>
+HWY_INLINE double PwSpanSum(D d, const T* v, int64_t len) {
+  const int64_t N = static_cast<int64_t>(hn::Lanes(d));
+  int64_t j = 0;
+  double s = 0.0;
+  if (len >= N) {
+    auto acc = hn::LoadU(d, v);
+    for (j = N; j + N <= len; j += N) acc = hn::Add(acc, hn::LoadU(d, v + j));
+    s = static_cast<double>(hn::GetLane(hn::SumOfLanes(d, acc)));
+  }
+  for (; j < len; ++j) s += static_cast<double>(v[j]);
+  return s;
+}
+
+// Row mode, kNone: the chunk's element losses `el` become row losses. A row
+// inside the chunk is written at once; the piece of a row that crosses a chunk
+// boundary goes to row_part[2c] (the chunk's first piece) or row_part[2c + 1]
+// (its last), and the driver adds the pieces in chunk order.
+template <class D, typename T = hn::TFromD<D>>
+HWY_INLINE void PwRowLosses(D d, const PointwiseJob& job, int64_t c, int64_t off, int64_t n, const T* el) {
+  const PointwiseArgs& a = *job.a;
+  const int64_t L = a.row_len;
+  const double scale = a.row_scale;
+  T* out = static_cast<T*>(a.loss);
+  int64_t r = off / L;
+  int64_t j = 0;
+  if (r * L < off) {  // the end of a row that began in an earlier chunk
+    j = std::min(n, r * L + L - off);
+    job.row_part[2 * c] = PwSpanSum(d, el, j);
+    ++r;
+  }
+  if (L == 1) {  // Keras' (N, 1) outputs: nothing to add
+    for (; j < n; ++j, ++r) out[r] = static_cast<T>(static_cast<double>(el[j]) * scale);
+  } else {
+    for (; j + L <= n; j += L, ++r) out[r] = static_cast<T>(PwSpanSum(d, el + j, L) * scale);
+  }
+  if (j < n) job.row_part[2 * c + (j > 0 ? 1 : 0)] = PwSpanSum(d, el + j, n - j);  // continues after
+}
+
 // The one loop of the family: chunks [c0, c1).
 template <typename T, class Fn, bool kGrad>
 void PointwiseLoop(const PointwiseJob& job, int64_t c0, int64_t c1) {
@@ -427,10 +758,14 @@ void PointwiseLoop(const PointwiseJob& job, int64_t c0, int64_t c1) {
   PwParams<T> prm{static_cast<T>(a.beta), a.pos_weight != nullptr, a.log_target, a.log_input, a.full,
                   static_cast<T>(a.alpha), static_cast<T>(a.gamma), static_cast<T>(a.margin),
                   int_gamma ? static_cast<int>(a.gamma) : -1};
+  KerasParams(a, prm);
+  const bool rows = none && a.row_len > 0;  // row mode, per-row output
   PwScratch<T>& sc = PwScratchOf<T>();
   const T pad = T(0.5);  // a value every loss accepts; padded lanes are masked anyway
   const auto one = hn::Set(d, T(1));
   const auto vscale = hn::Set(d, static_cast<T>(job.grad_scale));
+  // kNone without grad_output: each element's gradient enters its row's loss times row_scale.
+  const auto vnone = a.row_len > 0 ? hn::Set(d, static_cast<T>(a.row_scale)) : one;
   for (int64_t c = c0; c < c1; ++c) {
     const int64_t off = c * kPointwiseChunk;
     const int64_t n = std::min(kPointwiseChunk, a.n - off);
@@ -440,8 +775,10 @@ void PointwiseLoop(const PointwiseJob& job, int64_t c0, int64_t c1) {
     // var is a dtype operand like input/target and rides in the pos_weight slot.
     const T* pwp = a.var ? PwIn<T>(a.var, a.dtype, off, n, sc, sc.pw)
                          : PwWeight<T>(a.pos_weight, a.pos_weight_period, a.n, off, n, sc, sc.pw);
-    T* lo = none ? static_cast<T*>(a.loss) + off : nullptr;
-    const T* go = (none && a.grad_output) ? static_cast<const T*>(a.grad_output) + off : nullptr;
+    T* lo = none ? (rows ? sc.get(sc.rl) : static_cast<T*>(a.loss) + off) : nullptr;
+    const T* go = nullptr;
+    if (kGrad && none && a.grad_output)
+      go = rows ? PwRowScales<T>(a, off, n, sc) : static_cast<const T*>(a.grad_output) + off;
     T* gxo = nullptr;
     T* gyo = nullptr;
     T* gzo = kGrad && a.grad_var ? static_cast<T*>(a.grad_var) + off : nullptr;  // acc type = T
@@ -474,7 +811,7 @@ void PointwiseLoop(const PointwiseJob& job, int64_t c0, int64_t c1) {
       }
       if (kGrad) {
         auto s = vscale;
-        if (none) s = go ? (full ? hn::LoadU(d, go + j) : LoadTail(d, go + j, rem, T(1))) : one;
+        if (none) s = go ? (full ? hn::LoadU(d, go + j) : LoadTail(d, go + j, rem, T(1))) : vnone;
         if (gxo) {
           gx = hn::Mul(gx, s);
           if (full) hn::StoreU(gx, d, gxo + j); else StoreTail(d, gx, gxo + j, rem);
@@ -490,6 +827,7 @@ void PointwiseLoop(const PointwiseJob& job, int64_t c0, int64_t c1) {
       }
     }
     if (!none) job.partial[c] = static_cast<double>(hn::GetLane(hn::SumOfLanes(d, acc)));
+    if (rows) PwRowLosses(d, job, c, off, n, lo);
     if (kGrad && !native) {
       if (gxo) StoreRow<T>(gxo, n, a.grad_input, a.dtype, off);
       if (gyo) StoreRow<T>(gyo, n, a.grad_target, a.dtype, off);
@@ -531,25 +869,52 @@ HWY_EXPORT(PointwiseF64);
 
 namespace {
 
+// Row mode, kNone: the rows that cross chunk boundaries, from their pieces
+// (PwRowLosses) added in chunk order.
+template <typename A>
+void FinishSplitRows(const PointwiseArgs& a, int64_t chunks, const std::vector<double>& part) {
+  const int64_t L = a.row_len, K = kPointwiseChunk;
+  A* out = static_cast<A*>(a.loss);
+  int64_t done = -1;
+  for (int64_t b = 1; b < chunks; ++b) {
+    const int64_t r = b * K / L;
+    if (b * K % L == 0 || r == done) continue;
+    done = r;
+    const int64_t c0 = r * L / K, c1 = (r * L + L - 1) / K;
+    double s = part[static_cast<size_t>(2 * c0 + (r * L % K != 0 ? 1 : 0))];
+    for (int64_t c = c0 + 1; c <= c1; ++c) s += part[static_cast<size_t>(2 * c)];
+    out[r] = static_cast<A>(s * a.row_scale);
+  }
+}
+
 template <typename A>
 Status PointwiseDriver(const PointwiseArgs& a) {
   const int64_t chunks = (a.n + kPointwiseChunk - 1) / kPointwiseChunk;
   const bool none = a.reduction == Reduction::kNone;
+  const bool row_mode = a.row_len > 0;
   std::vector<double> partial(none ? 0 : static_cast<size_t>(chunks));
-  const double divisor = a.mean_divisor > 0 ? a.mean_divisor : static_cast<double>(a.n);
+  std::vector<double> row_part(none && row_mode ? static_cast<size_t>(2 * chunks) : 0);
+  // Row mode: the row losses are row_scale * (row sums), so their sum is
+  // row_scale * (sum of all element losses), averaged over the rows.
+  const double count = row_mode ? static_cast<double>(a.n / a.row_len) : static_cast<double>(a.n);
+  const double divisor = a.mean_divisor > 0 ? a.mean_divisor : count;
+  const double rscale = row_mode ? a.row_scale : 1.0;
   double scale = 1.0;
   if (!none) {
     if (a.grad_output) scale = static_cast<double>(static_cast<const A*>(a.grad_output)[0]);
+    scale *= rscale;
     if (a.reduction == Reduction::kMean) scale /= divisor;
   }
-  PointwiseJob job{&a, scale, partial.data()};
+  PointwiseJob job{&a, scale, partial.data(), row_part.data()};
   parallel_for(chunks, 1, [&](int64_t b, int64_t e) {
     if (sizeof(A) == 8) HWY_DYNAMIC_DISPATCH(PointwiseF64)(job, b, e);
     else HWY_DYNAMIC_DISPATCH(PointwiseF32)(job, b, e);
   });
+  if (none && row_mode) FinishSplitRows<A>(a, chunks, row_part);
   if (!none) {
     double total = 0.0;
     for (double p : partial) total += p;  // chunk order: the same bits for any thread count
+    total *= rscale;
     if (a.reduction == Reduction::kMean) total /= divisor;  // n = 0 gives nan, as torch
     static_cast<A*>(a.loss)[0] = static_cast<A>(total);
   }

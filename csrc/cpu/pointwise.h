@@ -16,6 +16,7 @@ struct PointwiseJob {
   const PointwiseArgs* a;
   double grad_scale;  // reduced losses: grad_output / divisor (mean) or grad_output (sum)
   double* partial;    // one per chunk (reduced losses), else nullptr
+  double* row_part;   // row mode, kNone: two per chunk (pieces of rows crossing chunks), else nullptr
 };
 
 Status cpu_pointwise(const PointwiseArgs& a, StatusInfo* info);

@@ -192,15 +192,31 @@ struct PointwiseArgs {
   // sums it over the broadcast axes, so no chunk ever adds into another's output.
   const void* var = nullptr;
   void* grad_var = nullptr;
-  double alpha = -1.0;  // sigmoid_focal_loss: alpha y + (1 - alpha)(1 - y) weighting; < 0: none
-  double gamma = 2.0;   // sigmoid_focal_loss: focusing exponent, >= 0
+  // sigmoid_focal_loss and keras.binary_focal_crossentropy: alpha y + (1 - alpha)(1 - y)
+  // weighting (sigmoid_focal_loss: none when < 0; Keras: with class_balancing) and
+  // the focusing exponent gamma >= 0.
+  double alpha = -1.0;
+  double gamma = 2.0;
   double margin = 1.0;  // hinge_embedding_loss
   Reduction reduction = Reduction::kMean;
-  double mean_divisor = 0;  // kMean divides by this (0: n); kl_div batchmean passes the batch size
-  void* loss = nullptr;          // acc type: n values for kNone, else one
+  double mean_divisor = 0;  // kMean divides by this (0: n, or the row count in row mode); kl_div batchmean passes the batch size
+  // Row mode (lossx.keras): row_len L > 0 cuts the n elements into n / L rows of L
+  // consecutive elements; a row's loss is row_scale * (sum of its element losses)
+  // (row_scale 1/L: Keras' mean over the last axis). kNone writes n / L row losses
+  // (and reads n / L grad_output values); kSum / kMean sum / average the row losses.
+  // Every row is summed in a fixed order, whatever the thread count. 0: element-wise.
+  int64_t row_len = 0;
+  double row_scale = 1.0;
+  // Options of the Keras element-wise losses (kinds named "keras.*" in the .def;
+  // input = y_pred, target = y_true, and they give no grad_target).
+  bool from_logits = false;       // binary (focal) crossentropy: input holds logits
+  double label_smoothing = 0.0;   // target -> target (1 - e) + e / 2
+  bool class_balancing = false;   // binary focal: weight alpha t + (1 - alpha) (1 - t)
+  bool binary_labels = false;     // hinge: targets {0, 1} -> {-1, 1} (Keras does when all are 0 or 1)
+  void* loss = nullptr;          // acc type: n (row mode: n / row_len) values for kNone, else one
   void* grad_input = nullptr;    // dtype n, or nullptr
   void* grad_target = nullptr;   // dtype n, or nullptr
-  const void* grad_output = nullptr;  // acc type: one value, or n for kNone; nullptr = 1
+  const void* grad_output = nullptr;  // acc type: one value, or n (n / row_len) for kNone; nullptr = 1
 };
 
 Status pointwise(const PointwiseArgs& args, StatusInfo* info);

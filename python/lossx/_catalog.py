@@ -41,7 +41,7 @@ def names(family=None):
 
 # Framework-semantics namespaces: lossx.keras.<name> (Keras 3) and lossx.tf.<name>
 # (tf.nn). Same entry shape; their differentiable input is y_pred / logits only.
-# The element-wise Keras losses (pointwise family) join KERAS when bound.
+# The element-wise Keras losses run the pointwise family's kernel in row mode.
 KERAS = {
     "categorical_crossentropy": ("keras", ("y_pred",)),
     "sparse_categorical_crossentropy": ("keras", ("y_pred",)),
@@ -50,6 +50,19 @@ KERAS = {
     "cosine_similarity": ("keras", ("y_pred",)),
     "dice": ("keras", ("y_pred",)),
     "tversky": ("keras", ("y_pred",)),
+    # element-wise (csrc/cpu/pointwise.cc, "keras.*" lines of pointwise_losses.def)
+    "mean_absolute_error": ("keras", ("y_pred",)),
+    "mean_squared_error": ("keras", ("y_pred",)),
+    "mean_absolute_percentage_error": ("keras", ("y_pred",)),
+    "mean_squared_logarithmic_error": ("keras", ("y_pred",)),
+    "huber": ("keras", ("y_pred",)),
+    "log_cosh": ("keras", ("y_pred",)),
+    "poisson": ("keras", ("y_pred",)),
+    "kl_divergence": ("keras", ("y_pred",)),
+    "binary_crossentropy": ("keras", ("y_pred",)),
+    "binary_focal_crossentropy": ("keras", ("y_pred",)),
+    "hinge": ("keras", ("y_pred",)),
+    "squared_hinge": ("keras", ("y_pred",)),
 }
 TF = {
     "sigmoid_cross_entropy_with_logits": ("tf", ("logits",)),

@@ -23,7 +23,10 @@ normalisation. float16/bfloat16 inputs accumulate in float32 and return a
 float32 loss. NaN in a row gives NaN for that row.
 
 Kernels: csrc/cpu/keras_rows.cc; ``from_logits`` cross entropies run the
-row-softmax kernel (csrc/cpu/softmax.cc), which computes the same math.
+row-softmax kernel (csrc/cpu/softmax.cc), which computes the same math. The
+element-wise losses (mean_squared_error ... squared_hinge) run the pointwise
+family's kernel (csrc/cpu/pointwise.cc) in its row mode, which reduces the
+last axis inside the loop.
 """
 from __future__ import annotations
 
@@ -282,17 +285,256 @@ def tversky(y_true, y_pred, alpha=0.5, beta=0.5, axis=None, *, reduction=None, r
                 return_grad=return_grad, grad_output=grad_output, alpha=float(alpha), beta=float(beta))
 
 
-# Element-wise Keras losses (mean_squared_error, mean_absolute_error, huber,
-# log_cosh, poisson, kl_divergence, binary_crossentropy, binary_focal_crossentropy,
-# hinge, squared_hinge, mean_absolute_percentage_error,
-# mean_squared_logarithmic_error) belong to the pointwise family: they are its
-# element functors with a mean over the last axis. Each is one line here once
-# that family's row-mean kernel is bound, e.g.
-#     mean_squared_error = _pointwise("mean_squared_error", "mse")
-# where `_pointwise(name, op, **options)` builds a function with this module's
-# signature conventions ((y_true, y_pred), reduction=None, return_grad,
-# grad_output) around that kernel, reusing _reduction, _pred, _true_dense and
-# _grad_output_arg for the validation.
+# ---------------------------------------------------------------- element-wise losses
+# The pointwise family's kernel (csrc/cpu/pointwise.cc) in row mode: each
+# element's loss is a functor of pointwise_losses.def, and the kernel reduces
+# the last axis (mean, or sum for kl_divergence) in a fixed order.
+
+_PW = _core.pointwise_codes
+
+
+def _same_rank(t, p):
+    """Keras' squeeze_or_expand_to_same_rank: a size-1 last axis is squeezed
+    (or a rank-1 partner expanded) when the ranks differ by one."""
+    if t.ndim == p.ndim + 1 and t.shape[-1] == 1:
+        return (t, p.reshape(p.shape + (1,))) if p.ndim == 1 else (t.reshape(t.shape[:-1]), p)
+    if p.ndim == t.ndim + 1 and p.shape[-1] == 1:
+        return (t.reshape(t.shape + (1,)), p) if t.ndim == 1 else (t, p.reshape(p.shape[:-1]))
+    return t, p
+
+
+def _finite(fn, name, v):
+    if isinstance(v, bool) or not isinstance(v, numbers.Real) or not np.isfinite(v):
+        raise ValueError(f"{fn}: {name} must be a finite real number, got {v!r}")
+    return float(v)
+
+
+def _elementwise(fn, op, y_true, y_pred, *, reduction, return_grad, grad_output, axis=-1, same_rank=False,
+                 row_sum=False, beta=1.0, from_logits=False, label_smoothing=0.0, class_balancing=False,
+                 alpha=0.25, gamma=2.0, hinge=False):
+    """Shared driver of the element-wise losses: validation, layout, outputs, one kernel call."""
+    be = backend_for(y_pred, fn)
+    if be.device != A.CPU:
+        raise RuntimeError(f"{fn}: the element-wise Keras losses have no CUDA kernel yet; pass NumPy arrays")
+    p0, code = _pred(be, fn, y_pred)
+    acc = code + ACC_OFFSET
+    red = _reduction(fn, reduction)
+    t = be.asarray(y_true)
+    if not (be.is_float(t) or be.is_int(t) or t.dtype.kind == "b"):
+        raise TypeError(f"{fn}: y_true must hold numbers (float, int or bool), got dtype {t.dtype}")
+    t0, p = t, p0
+    if same_rank:
+        t, p = _same_rank(t, p0)
+    if tuple(t.shape) != tuple(p.shape):  # Keras would broadcast; lossx never does silently
+        raise A.shape_error(fn, "y_true and y_pred must have the same shape", "y_true", t0.shape,
+                            "y_pred", p0.shape)
+    if not isinstance(from_logits, (bool, np.bool_)):
+        raise ValueError(f"{fn}: from_logits must be a bool, got {from_logits!r}")
+    label_smoothing = _finite(fn, "label_smoothing", label_smoothing)
+    if not 0.0 <= label_smoothing <= 1.0:
+        raise ValueError(f"{fn}: label_smoothing must be in [0, 1], got {label_smoothing}")
+    axes = _axes(fn, _int_axis(fn, axis), p.ndim, False)
+    if p.shape[axes[0]] < 1:
+        raise ValueError(f"{fn}: the reduced axis of y_pred is empty (shape {tuple(p.shape)})")
+    pm, perm = _to_rows(be, p, axes)
+    tm, _ = _to_rows(be, t, axes, code)
+    M, L = pm.shape
+    loss_shape = tuple(p.shape[i] for i in range(p.ndim) if i not in axes)
+    n = M * L
+    # Keras converts hinge labels only when every one of them is 0 or 1.
+    binary = bool(hinge and np.all((tm == 0) | (tm == 1)))
+
+    kred = red
+    if red == 1 and M == 0:
+        kred = 2  # Keras' divide_no_nan: an empty "sum_over_batch_size" is 0
+    loss = be.empty((M,) if red == 0 else (1,), acc)
+    grad = go = None
+    if return_grad:
+        grad = be.empty((M, L), code)
+        go = _grad_output_arg(be, fn, grad_output, red, loss_shape, acc)
+    elif grad_output is not None:
+        raise ValueError(f"{fn}: grad_output needs return_grad=True")
+    _core.keras_pointwise(be.device, be.stream, code, _PW[op], n, L, 1.0 if row_sum else 1.0 / L,
+                          be.arg(tm.reshape(-1)), be.arg(pm.reshape(-1)), float(beta), bool(from_logits),
+                          label_smoothing, bool(class_balancing), float(alpha), float(gamma), binary, kred,
+                          be.arg(loss), be.arg(grad), be.arg(go))
+    out = loss.reshape(loss_shape) if red == 0 else be.scalar(loss)
+    if not return_grad:
+        return out
+    return out, _from_rows(grad, tuple(p.shape), perm).reshape(p0.shape)
+
+
+_COMMON = """
+
+    ``reduction``: None / "none" (per-sample values, the default),
+    "sum_over_batch_size" (their mean; 0 for an empty batch, as Keras) or "sum".
+    ``return_grad=True`` returns ``(loss, d loss / d y_pred)``; ``grad_output``
+    scales it (a scalar, or one value per sample for ``reduction=None``)."""
+
+
+def _doc(f):
+    f.__doc__ = f.__doc__.rstrip() + _COMMON
+    return f
+
+
+@_doc
+def mean_absolute_error(y_true, y_pred, *, reduction=None, return_grad=False, grad_output=None):
+    r"""``keras.losses.mean_absolute_error``: ``mean(|y_true - y_pred|, axis=-1)``.
+
+    Gradient ``sign(y_pred - y_true) / L`` (0 where they are equal). As in Keras, a
+    size-1 last axis of one argument is squeezed when the ranks differ by one.
+    """
+    return _elementwise("mean_absolute_error", "keras.mean_absolute_error", y_true, y_pred, same_rank=True, reduction=reduction,
+                        return_grad=return_grad, grad_output=grad_output)
+
+
+@_doc
+def mean_squared_error(y_true, y_pred, *, reduction=None, return_grad=False, grad_output=None):
+    r"""``keras.losses.mean_squared_error``: ``mean((y_true - y_pred)^2, axis=-1)``.
+
+    Gradient ``2 (y_pred - y_true) / L``. Ranks are matched as in
+    :func:`mean_absolute_error`.
+    """
+    return _elementwise("mean_squared_error", "mse_loss", y_true, y_pred, same_rank=True, reduction=reduction,
+                        return_grad=return_grad, grad_output=grad_output)
+
+
+@_doc
+def mean_absolute_percentage_error(y_true, y_pred, *, reduction=None, return_grad=False, grad_output=None):
+    r"""``keras.losses.mean_absolute_percentage_error``:
+    ``100 mean(|y_true - y_pred| / max(|y_true|, 1e-7), axis=-1)``.
+
+    Gradient ``100 sign(y_pred - y_true) / (L max(|y_true|, 1e-7))``. Ranks are
+    matched as in :func:`mean_absolute_error`.
+    """
+    return _elementwise("mean_absolute_percentage_error", "keras.mean_absolute_percentage_error", y_true, y_pred,
+                        same_rank=True, reduction=reduction, return_grad=return_grad, grad_output=grad_output)
+
+
+@_doc
+def mean_squared_logarithmic_error(y_true, y_pred, *, reduction=None, return_grad=False, grad_output=None):
+    r"""``keras.losses.mean_squared_logarithmic_error``:
+    ``mean((log(max(y_pred, 1e-7) + 1) - log(max(y_true, 1e-7) + 1))^2, axis=-1)``.
+
+    The logs are computed as ``log1p``. Gradient ``2 d / (L (max(y_pred, 1e-7) + 1))``
+    where ``y_pred >= 1e-7``, 0 below (the ``maximum`` is flat there). Ranks are
+    matched as in :func:`mean_absolute_error`.
+    """
+    return _elementwise("mean_squared_logarithmic_error", "keras.mean_squared_logarithmic_error", y_true, y_pred,
+                        same_rank=True, reduction=reduction, return_grad=return_grad, grad_output=grad_output)
+
+
+@_doc
+def huber(y_true, y_pred, delta=1.0, *, reduction=None, return_grad=False, grad_output=None):
+    r"""``keras.losses.huber``: ``mean(0.5 e^2 if |e| <= delta else delta |e| - 0.5 delta^2, axis=-1)``
+    with ``e = y_pred - y_true``; ``delta >= 0``.
+
+    Gradient ``e / L`` inside, ``delta sign(e) / L`` outside. Ranks are matched as in
+    :func:`mean_absolute_error`.
+    """
+    fn = "huber"
+    delta = _finite(fn, "delta", delta)
+    if delta < 0:
+        raise ValueError(f"{fn}: delta must be >= 0, got {delta}")
+    return _elementwise(fn, "huber_loss", y_true, y_pred, same_rank=True, beta=delta, reduction=reduction,
+                        return_grad=return_grad, grad_output=grad_output)
+
+
+@_doc
+def log_cosh(y_true, y_pred, *, reduction=None, return_grad=False, grad_output=None):
+    r"""``keras.losses.log_cosh``: ``mean(log(cosh(y_pred - y_true)), axis=-1)``.
+
+    Keras writes it ``x + softplus(-2x) - log 2``; lossx evaluates the same
+    function without that form's cancellation near 0. Gradient
+    ``tanh(y_pred - y_true) / L``. Ranks are matched as in :func:`mean_absolute_error`.
+    """
+    return _elementwise("log_cosh", "keras.log_cosh", y_true, y_pred, same_rank=True, reduction=reduction,
+                        return_grad=return_grad, grad_output=grad_output)
+
+
+@_doc
+def poisson(y_true, y_pred, *, reduction=None, return_grad=False, grad_output=None):
+    r"""``keras.losses.poisson``: ``mean(y_pred - y_true log(y_pred + 1e-7), axis=-1)``.
+
+    Gradient ``(1 - y_true / (y_pred + 1e-7)) / L``; ``y_pred + 1e-7 < 0`` gives NaN,
+    as the log does.
+    """
+    return _elementwise("poisson", "keras.poisson", y_true, y_pred, reduction=reduction,
+                        return_grad=return_grad, grad_output=grad_output)
+
+
+@_doc
+def kl_divergence(y_true, y_pred, *, reduction=None, return_grad=False, grad_output=None):
+    r"""``keras.losses.kl_divergence``: ``sum(t log(t / q), axis=-1)`` with
+    ``t = clip(y_true, 1e-7, 1)`` and ``q = clip(y_pred, 1e-7, 1)``.
+
+    A sum, not a mean, over the last axis (as Keras). Gradient ``-t / q`` where
+    ``1e-7 <= y_pred <= 1``, 0 outside (the clip is flat there).
+    """
+    return _elementwise("kl_divergence", "keras.kl_divergence", y_true, y_pred, row_sum=True, reduction=reduction,
+                        return_grad=return_grad, grad_output=grad_output)
+
+
+@_doc
+def binary_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=0.0, axis=-1, *, reduction=None,
+                        return_grad=False, grad_output=None):
+    r"""``keras.losses.binary_crossentropy``: ``mean(-(t log q + (1 - t) log(1 - q)), axis)``.
+
+    ``t = y_true (1 - e) + e / 2`` with ``label_smoothing=e``; ``q = clip(y_pred, 1e-7,
+    1 - 1e-7)``, gradient ``(q - t) / (q (1 - q) L)`` inside the clip and 0 outside.
+    ``from_logits=True``: the stable ``max(x, 0) - x t + log1p(exp(-|x|))``, gradient
+    ``(sigmoid(x) - t) / L``, unclipped (Keras' TensorFlow, JAX and PyTorch backends;
+    its NumPy backend clips ``sigmoid(x)``).
+    """
+    return _elementwise("binary_crossentropy", "keras.binary_crossentropy", y_true, y_pred, axis=axis,
+                        from_logits=from_logits, label_smoothing=label_smoothing, reduction=reduction,
+                        return_grad=return_grad, grad_output=grad_output)
+
+
+@_doc
+def binary_focal_crossentropy(y_true, y_pred, apply_class_balancing=False, alpha=0.25, gamma=2.0,
+                              from_logits=False, label_smoothing=0.0, axis=-1, *, reduction=None,
+                              return_grad=False, grad_output=None):
+    r"""``keras.losses.binary_focal_crossentropy``: ``mean(w (1 - p_t)^gamma bce, axis)``.
+
+    ``p = y_pred`` (``sigmoid(y_pred)`` with ``from_logits``), ``t`` the label-smoothed
+    ``y_true`` as in :func:`binary_crossentropy`, ``p_t = t p + (1 - t)(1 - p)``, ``bce``
+    the clipped binary cross entropy of ``p`` (clipped with ``from_logits`` too, as
+    Keras), ``w = alpha t + (1 - alpha)(1 - t)`` with ``apply_class_balancing`` else 1.
+    ``(1 - p_t)^gamma`` is an exact product for integer ``gamma`` in [0, 16], else
+    ``exp(gamma log(1 - p_t))`` (NaN where ``1 - p_t < 0``). The gradient is the full
+    chain rule through the focal factor, the clip (0 outside) and the sigmoid.
+    """
+    fn = "binary_focal_crossentropy"
+    if not isinstance(apply_class_balancing, (bool, np.bool_)):
+        raise ValueError(f"{fn}: apply_class_balancing must be a bool, got {apply_class_balancing!r}")
+    return _elementwise(fn, "keras.binary_focal_crossentropy", y_true, y_pred, axis=axis,
+                        from_logits=from_logits, label_smoothing=label_smoothing,
+                        class_balancing=apply_class_balancing, alpha=_finite(fn, "alpha", alpha),
+                        gamma=_finite(fn, "gamma", gamma), reduction=reduction, return_grad=return_grad,
+                        grad_output=grad_output)
+
+
+@_doc
+def hinge(y_true, y_pred, *, reduction=None, return_grad=False, grad_output=None):
+    r"""``keras.losses.hinge``: ``mean(max(1 - t y_pred, 0), axis=-1)``.
+
+    ``t = 2 y_true - 1`` when every ``y_true`` is 0 or 1 (Keras' conversion of
+    binary labels), else ``y_true``. Gradient ``-t / L`` where ``1 - t y_pred >= 0``
+    (TensorFlow's ``maximum`` passes it at the tie), else 0.
+    """
+    return _elementwise("hinge", "keras.hinge", y_true, y_pred, hinge=True, reduction=reduction,
+                        return_grad=return_grad, grad_output=grad_output)
+
+
+@_doc
+def squared_hinge(y_true, y_pred, *, reduction=None, return_grad=False, grad_output=None):
+    r"""``keras.losses.squared_hinge``: ``mean(max(1 - t y_pred, 0)^2, axis=-1)``, ``t``
+    as in :func:`hinge`. Gradient ``-2 t max(1 - t y_pred, 0) / L``.
+    """
+    return _elementwise("squared_hinge", "keras.squared_hinge", y_true, y_pred, hinge=True, reduction=reduction,
+                        return_grad=return_grad, grad_output=grad_output)
+
 
 __all__ = [
     "categorical_crossentropy",
@@ -302,4 +544,16 @@ __all__ = [
     "cosine_similarity",
     "dice",
     "tversky",
+    "mean_absolute_error",
+    "mean_squared_error",
+    "mean_absolute_percentage_error",
+    "mean_squared_logarithmic_error",
+    "huber",
+    "log_cosh",
+    "poisson",
+    "kl_divergence",
+    "binary_crossentropy",
+    "binary_focal_crossentropy",
+    "hinge",
+    "squared_hinge",
 ]

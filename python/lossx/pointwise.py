@@ -13,7 +13,7 @@ float32 and return a float32 loss; gradients come back in the input dtypes.
 
 Kernel: csrc/cpu/pointwise.cc (one loop; a functor per loss). The list of
 losses is csrc/lossx/pointwise_losses.def; their codes come from
-``_core.pointwise_names``.
+``_core.pointwise_codes``.
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from . import _core
 from ._backend import ACC_OFFSET, backend_for
 from .softmax import _grad_output_arg
 
-_CODE = {name: i for i, name in enumerate(_core.pointwise_names)}
+_CODE = dict(_core.pointwise_codes)
 _KL_REDUCTIONS = {**A.REDUCTIONS, "batchmean": 1}
 
 
