@@ -362,6 +362,81 @@ def _torch_focal(t):
     return (loss * (0.25 * y + 0.75 * (1 - y))).mean()
 
 
+# Keras (lossx.keras) and tf.nn (lossx.tf) against the same formula written in
+# torch (what a user porting the loss would write): y_pred differentiable only.
+def _k_make(kind):
+    def make(rng, N, C):
+        p = rng.uniform(0.02, 0.98, (N, C)).astype(np.float32)
+        if kind == "probs":
+            t = rng.dirichlet(np.ones(C), N).astype(np.float32)
+        elif kind == "binary":
+            t = (rng.random((N, C)) < 0.5).astype(np.float32)
+        elif kind == "sparse":
+            t = rng.integers(0, C, N, dtype=np.int64)
+        else:  # real
+            t = rng.standard_normal((N, C), dtype=np.float32)
+            p = rng.standard_normal((N, C), dtype=np.float32)
+        return {"y_true": t, "y_pred": p}
+    return make
+
+
+def _keras(name, kind, formula, kw=None, tf=False):
+    args = ("y_true", "y_pred")
+    if tf:
+        def lx(inp, grad, _n=name):
+            import lossx
+            out = getattr(lossx.tf, _n)(labels=inp["y_true"], logits=inp["y_pred"], return_grad=grad)
+            return (out[0].mean(), out[1] / out[0].size) if grad else out.mean()
+    else:
+        lx = _lossx_generic("keras." + name, args, {"reduction": "sum_over_batch_size", **(kw or {})})
+    return Impl(_k_make(kind), lx, _torch_generic(lambda t: formula(t["y_true"], t["y_pred"]), ("y_pred",)),
+                None, _bytes_rw(args, ("y_pred",)), ROW_SIZES, ROW_QUICK, diff=("y_pred",))
+
+
+def _keras_impls():
+    import torch
+    import torch.nn.functional as F
+    eps = 1e-7
+    clip = lambda p: p.clamp(eps, 1 - eps)
+    norm = lambda p: clip(p / p.sum(-1, keepdim=True))
+    lbl = lambda t: torch.where(t == 0, -1.0, t)
+    table = {
+        "categorical_crossentropy": ("probs", lambda t, p: -(t * norm(p).log()).sum(-1).mean()),
+        "sparse_categorical_crossentropy": (
+            "sparse", lambda t, p: -norm(p).log().gather(1, t[:, None]).mean()),
+        "categorical_focal_crossentropy": (
+            "probs", lambda t, p: (-(0.25 * (1 - norm(p)) ** 2) * t * norm(p).log()).sum(-1).mean()),
+        "categorical_hinge": ("binary", lambda t, p: (((1 - t) * p).amax(-1) - (t * p).sum(-1) + 1).clamp_min(0).mean()),
+        "cosine_similarity": ("real", lambda t, p: -(F.normalize(t, dim=-1, eps=eps) * F.normalize(p, dim=-1, eps=eps)).sum(-1).mean()),
+        "dice": ("binary", lambda t, p: 1 - 2 * (t * p).sum() / (t.sum() + p.sum() + eps)),
+        "tversky": ("binary", lambda t, p: 1 - (t * p).sum() / ((t * p).sum() + 0.5 * ((1 - p) * t).sum()
+                                                              + 0.5 * (p * (1 - t)).sum() + eps)),
+        "mean_absolute_error": ("real", lambda t, p: (p - t).abs().mean()),
+        "mean_squared_error": ("real", lambda t, p: ((p - t) ** 2).mean()),
+        "mean_absolute_percentage_error": ("real", lambda t, p: (100 * (t - p).abs() / t.abs().clamp_min(eps)).mean()),
+        "mean_squared_logarithmic_error": (
+            "probs", lambda t, p: ((p.clamp_min(eps) + 1).log() - (t.clamp_min(eps) + 1).log()).pow(2).mean()),
+        "huber": ("real", lambda t, p: F.huber_loss(p, t)),
+        "log_cosh": ("real", lambda t, p: ((p - t) + F.softplus(-2 * (p - t)) - np.log(2.0)).mean()),
+        "poisson": ("probs", lambda t, p: (p - t * (p + eps).log()).mean()),
+        "kl_divergence": ("probs", lambda t, p: (clip(t) * (clip(t) / clip(p)).log()).sum(-1).mean()),
+        "binary_crossentropy": ("binary", lambda t, p: F.binary_cross_entropy(clip(p), t)),
+        "binary_focal_crossentropy": (
+            "binary", lambda t, p: (F.binary_cross_entropy(clip(p), t, reduction="none")
+                                    * (1 - (t * p + (1 - t) * (1 - p))) ** 2).mean()),
+        "hinge": ("binary", lambda t, p: (1 - lbl(t) * p).clamp_min(0).mean()),
+        "squared_hinge": ("binary", lambda t, p: (1 - lbl(t) * p).clamp_min(0).pow(2).mean()),
+    }
+    out = {"keras." + n: _keras(n, k, f) for n, (k, f) in table.items()}
+    out["tf.sigmoid_cross_entropy_with_logits"] = _keras(
+        "sigmoid_cross_entropy_with_logits", "binary", lambda t, p: F.binary_cross_entropy_with_logits(p, t), tf=True)
+    out["tf.softmax_cross_entropy_with_logits"] = _keras(
+        "softmax_cross_entropy_with_logits", "probs", lambda t, p: F.cross_entropy(p, t), tf=True)
+    out["tf.sparse_softmax_cross_entropy_with_logits"] = _keras(
+        "sparse_softmax_cross_entropy_with_logits", "sparse", lambda t, p: F.cross_entropy(p, t), tf=True)
+    return out
+
+
 def _generic_impls():
     import torch.nn.functional as F
     out = {
@@ -430,12 +505,13 @@ IMPLS = {
     "logsumexp": Impl(_make_x, _lossx_logsumexp, _torch_logsumexp, _numpy_logsumexp, _bytes_logsumexp),
 }
 IMPLS.update(_generic_impls())
+IMPLS.update(_keras_impls())
 
 
 def benchmarked_losses():
     """Catalog names with an IMPLS entry (in catalog order), and those without."""
     from lossx import _catalog
-    names = _catalog.names()
+    names = _catalog.names() + ["keras." + n for n in _catalog.KERAS] + ["tf." + n for n in _catalog.TF]
     return [n for n in names if n in IMPLS], [n for n in names if n not in IMPLS]
 
 

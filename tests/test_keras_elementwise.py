@@ -349,7 +349,8 @@ def test_half_inputs(name, dtype, rng):
 
 
 # ------------------------------------------------------------------ row mode, long rows, threads
-@pytest.mark.parametrize("shape", [(3, 8191), (2, 20000), (5, 8192), (16385, 1), (4099, 3), (1, 40001)])
+@pytest.mark.parametrize("shape", [(3, 8191), (2, 20000), (5, 8192), (16385, 1), (4099, 3), (1, 40001),
+                                   (3, 30011)])  # 11 chunks: rows split across both threads
 def test_rows_crossing_chunks(shape, cpu_config, rng):
     # The kernel works in fixed 8192-element chunks: rows that cross one or more
     # chunk boundaries are summed from pieces; values and gradients as elsewhere.

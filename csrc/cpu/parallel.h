@@ -14,12 +14,16 @@ namespace cpu {
 int effective_threads();
 
 // Calls f(begin, end) for consecutive chunks of [0, n) of `grain` items each.
+// A thread is only woken for at least `min_chunks_per_thread` chunks: waking
+// one costs microseconds on a quiet machine and a scheduler time slice on a
+// busy one, more than a few cheap chunks are worth.
 template <class F>
-void parallel_for(int64_t n, int64_t grain, F&& f) {
+void parallel_for(int64_t n, int64_t grain, F&& f, int64_t min_chunks_per_thread = 1) {
   if (n <= 0) return;
   grain = std::max<int64_t>(grain, 1);
   const int64_t chunks = (n + grain - 1) / grain;
-  const int nt = static_cast<int>(std::min<int64_t>(effective_threads(), chunks));
+  const int64_t useful = chunks / std::max<int64_t>(min_chunks_per_thread, 1);
+  const int nt = static_cast<int>(std::min<int64_t>(effective_threads(), useful));
   if (nt <= 1) {
     for (int64_t c = 0; c < chunks; ++c) f(c * grain, std::min(n, (c + 1) * grain));
     return;

@@ -906,10 +906,12 @@ Status PointwiseDriver(const PointwiseArgs& a) {
     if (a.reduction == Reduction::kMean) scale /= divisor;
   }
   PointwiseJob job{&a, scale, partial.data(), row_part.data()};
+  // 4 chunks (32K elements) per thread at least: below that a memory-bound
+  // loss finishes before a second thread has woken up.
   parallel_for(chunks, 1, [&](int64_t b, int64_t e) {
     if (sizeof(A) == 8) HWY_DYNAMIC_DISPATCH(PointwiseF64)(job, b, e);
     else HWY_DYNAMIC_DISPATCH(PointwiseF32)(job, b, e);
-  });
+  }, 4);
   if (none && row_mode) FinishSplitRows<A>(a, chunks, row_part);
   if (!none) {
     double total = 0.0;
