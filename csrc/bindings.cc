@@ -37,6 +37,7 @@ PYBIND11_MODULE(_core, m) {
   bind_softmax(m);
   bind_embedding(m);
   bind_margin(m);
+  bind_ctc(m);
   bind_keras(m);
   bind_pointwise(m);
 }

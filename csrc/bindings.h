@@ -45,5 +45,6 @@ void bind_keras(py::module_& m);
 void bind_pointwise(py::module_& m);
 void bind_embedding(py::module_& m);
 void bind_margin(py::module_& m);
+void bind_ctc(py::module_& m);
 
 }  // namespace lossx

@@ -205,3 +205,81 @@ Status margin_loss(const MarginArgs& a, StatusInfo* info) {
 }
 
 }  // namespace lossx
+
+// ---- Sequence family (CTC) ---------------------------------------------------
+#include "cpu/ctc.h"
+
+namespace lossx {
+
+// Lengths live in host memory on every device (as in PyTorch), so they are
+// checked here once; labels are checked by each backend, where they live.
+// Every check runs before any kernel reads log_probs or targets through them.
+Status ctc_loss(const CtcArgs& a, StatusInfo* info) {
+  if (!valid_dtype(a.dtype)) return fail(info, Status::kUnsupported, "ctc_loss: unsupported dtype");
+  if (a.T < 0 || a.N < 0 || a.C < 0 || a.S < 0)
+    return fail(info, Status::kInvalidArgument, "ctc_loss: need T, N, C and S >= 0");
+  char msg[240];
+  if (a.blank < 0 || a.blank >= a.C) {
+    std::snprintf(msg, sizeof(msg), "ctc_loss: blank is %lld but must be in [0, C) = [0, %lld)",
+                  static_cast<long long>(a.blank), static_cast<long long>(a.C));
+    return fail(info, Status::kInvalidArgument, msg, -1, a.blank);
+  }
+  if (a.reduction != Reduction::kNone && a.reduction != Reduction::kMean && a.reduction != Reduction::kSum)
+    return fail(info, Status::kInvalidArgument, "ctc_loss: unknown reduction");
+  if (a.loss == nullptr || (a.T * a.N * a.C > 0 && a.log_probs == nullptr) ||
+      (a.N > 0 && (a.input_lengths == nullptr || a.target_lengths == nullptr)) || (a.S > 0 && a.targets == nullptr))
+    return fail(info, Status::kInvalidArgument, "ctc_loss: log_probs, targets, lengths and loss are required");
+  if (!a.concatenated && a.S > 0 && a.N > INT64_MAX / a.S)
+    return fail(info, Status::kInvalidArgument, "ctc_loss: targets are too large");
+  int64_t total = 0;  // labels used so far (concatenated layout)
+  for (int64_t i = 0; i < a.N; ++i) {
+    const int64_t il = a.input_lengths[i], tl = a.target_lengths[i];
+    if (il < 0 || il > a.T) {
+      std::snprintf(msg, sizeof(msg),
+                    "ctc_loss: input_lengths[%lld] is %lld, but it must be in [0, T] = [0, %lld] "
+                    "(log_probs has %lld frames)",
+                    static_cast<long long>(i), static_cast<long long>(il), static_cast<long long>(a.T),
+                    static_cast<long long>(a.T));
+      return fail(info, Status::kInvalidArgument, msg, i, il);
+    }
+    if (tl < 0) {
+      std::snprintf(msg, sizeof(msg), "ctc_loss: target_lengths[%lld] is %lld; lengths must be >= 0",
+                    static_cast<long long>(i), static_cast<long long>(tl));
+      return fail(info, Status::kInvalidArgument, msg, i, tl);
+    }
+    if (!a.concatenated && tl > a.S) {
+      std::snprintf(msg, sizeof(msg),
+                    "ctc_loss: target_lengths[%lld] is %lld, but padded targets hold only S = %lld labels "
+                    "per sample",
+                    static_cast<long long>(i), static_cast<long long>(tl), static_cast<long long>(a.S));
+      return fail(info, Status::kInvalidArgument, msg, i, tl);
+    }
+    if (a.concatenated) {
+      if (tl > a.S - total) {  // never overflows: both sides are in [0, S]
+        std::snprintf(msg, sizeof(msg),
+                      "ctc_loss: target_lengths[%lld] is %lld, which takes the running sum of target_lengths "
+                      "to %lld, past the %lld concatenated targets",
+                      static_cast<long long>(i), static_cast<long long>(tl),
+                      static_cast<long long>(total) + static_cast<long long>(tl), static_cast<long long>(a.S));
+        return fail(info, Status::kInvalidArgument, msg, i, tl);
+      }
+      total += tl;
+    }
+  }
+  if (a.concatenated && total != a.S) {
+    std::snprintf(msg, sizeof(msg),
+                  "ctc_loss: target_lengths sum to %lld, but there are %lld concatenated targets; "
+                  "1-D targets must hold exactly sum(target_lengths) labels",
+                  static_cast<long long>(total), static_cast<long long>(a.S));
+    return fail(info, Status::kInvalidArgument, msg, -1, total);
+  }
+  switch (a.device) {
+    case Device::kCPU:
+      return cpu::cpu_ctc(a, info);
+    case Device::kCUDA:
+      return fail(info, Status::kNotCompiled, "ctc_loss has no CUDA kernel yet (NumPy arrays only)");
+  }
+  return fail(info, Status::kUnsupported, "unknown device");
+}
+
+}  // namespace lossx

@@ -43,6 +43,22 @@ def _mlm_target(rng, N, C):
     return t
 
 
+def _ctc_through_log_softmax(logits, targets, in_len, tgt_len, **kw):
+    """ctc_loss(log_softmax(logits)): lossx's (torch's) CTC gradient is the
+    gradient with respect to these logits (exp(lp) - gamma), not the bare
+    partial derivative with respect to log_probs; see lossx.ctc_loss."""
+    z = logits - logits.max(-1, keepdims=True)
+    lp = z - np.log(np.exp(z).sum(-1, keepdims=True))
+    return lossx.ctc_loss(lp, targets, in_len, tgt_len, **kw)
+
+
+def _ctc_case(r):
+    T, N, C, S = 9, 3, 5, 3
+    tl = np.array([3, 2, 1])
+    return (_ctc_through_log_softmax, (_normal(r, (T, N, C)), r.integers(1, C, (N, S)), np.array([9, 7, 5]), tl),
+            {"blank": 0})
+
+
 # name -> list of (id, make(rng) -> (fn, args, kwargs), differentiable argument
 # positions, position of each in lossx's gradient tuple (None: a single array)).
 def _top(name):
@@ -103,6 +119,7 @@ CASES = {
         ("no_alpha", lambda r: (_top("sigmoid_focal_loss"), (_normal(r, (5, 7), 3), r.uniform(0, 1, (5, 7))),
                                 {"alpha": None, "gamma": 2.0}), [0, 1], [0, 1]),
     ],
+    "ctc_loss": [("via_log_softmax", _ctc_case, [0], [None])],
     "triplet_margin_loss": [
         ("p3_swap", lambda r: (_top("triplet_margin_loss"), tuple(_normal(r, (6, 5)) for _ in range(3)),
                                {"margin": 3.0, "p": 3.0, "swap": True}), [0, 1, 2], [0, 1, 2])],

@@ -32,7 +32,7 @@ HWY_INLINE hn::Vec<D> FastExp(D d, hn::Vec<D> x) {
   const auto kHi = hn::Set(d, 88.72f);
   const auto underflow = hn::Lt(x, kLo);
   // Clamp; NaN survives because it fails both comparisons and is re-inserted below.
-  const auto isnan = hn::Ne(x, x);
+  const auto isnan = hn::IsNaN(x);  // not Ne(x, x): an ordered compare on AVX2, false for NaN
   auto xc = hn::Min(hn::Max(x, kLo), kHi);
   const auto n = hn::Round(hn::Mul(xc, hn::Set(d, 1.44269504088896341f)));
   auto r = hn::NegMulAdd(n, hn::Set(d, 0.693359375f), xc);

@@ -287,3 +287,38 @@ struct MarginArgs {
 Status margin_loss(const MarginArgs& args, StatusInfo* info);
 
 }  // namespace lossx
+
+// ---- Sequence family (csrc/cpu/ctc.cc) ---------------------------------------
+namespace lossx {
+
+// torch.nn.functional.ctc_loss: log_probs `T x N x C` (time-major, contiguous),
+// one target label sequence per sample, either padded (`N x S`, row-major,
+// sample i's labels are targets[i*S .. i*S + target_lengths[i])) or
+// concatenated (S = sum(target_lengths) labels, sample after sample).
+// loss_i = -log sum over CTC alignments of exp(sum_t log_probs[t, i, path_t]),
+// inf when no alignment exists. kMean averages loss_i / max(target_length_i, 1).
+// The gradient is PyTorch's: exp(log_probs) - gamma on the sample's first
+// input_length frames (gamma = posterior occupation), 0 on the others; that is
+// the gradient with respect to logits when log_probs = log_softmax(logits).
+struct CtcArgs {
+  DType dtype = DType::kF32;
+  Device device = Device::kCPU;
+  void* stream = nullptr;
+  int64_t T = 0, N = 0, C = 0;
+  const void* log_probs = nullptr;      // dtype, T x N x C
+  const int64_t* targets = nullptr;     // device memory for kCUDA
+  bool concatenated = false;
+  int64_t S = 0;                        // padded: labels per row of targets; concatenated: total labels
+  const int64_t* input_lengths = nullptr;   // N values in [0, T]; host memory on every device
+  const int64_t* target_lengths = nullptr;  // N values >= 0; host memory on every device
+  int64_t blank = 0;                    // in [0, C); no target label may equal it
+  bool zero_infinity = false;           // infinite losses (and their gradients) become 0
+  Reduction reduction = Reduction::kMean;
+  void* loss = nullptr;                 // acc type: N values for kNone, else one value
+  void* grad = nullptr;                 // dtype T x N x C (d loss / d log_probs, torch's convention), or nullptr
+  const void* grad_output = nullptr;    // acc type: one value, or N values for kNone; nullptr = 1
+};
+
+Status ctc_loss(const CtcArgs& args, StatusInfo* info);
+
+}  // namespace lossx

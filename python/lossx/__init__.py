@@ -17,6 +17,7 @@ from .embedding import cosine_embedding_loss, triplet_margin_loss  # noqa: E402
 from .margin import (  # noqa: E402
     multi_margin_loss, multilabel_margin_loss, multilabel_soft_margin_loss,
     poly1_cross_entropy)
+from .ctc import ctc_loss  # noqa: E402
 
 __version__ = _core.version()
 

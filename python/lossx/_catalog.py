@@ -30,6 +30,8 @@ CATALOG = {
     "multilabel_soft_margin_loss": ("margin", ("input",)),
     "multi_margin_loss": ("margin", ("input",)),
     "multilabel_margin_loss": ("margin", ("input",)),
+    # sequence family (csrc/cpu/ctc.cc)
+    "ctc_loss": ("sequence", ("log_probs",)),
     # composed on the row-softmax kernel (python/lossx/margin.py)
     "poly1_cross_entropy": ("softmax", ("logits",)),
 }
