@@ -391,6 +391,30 @@ def test_nan_propagates_like_torch(case, dtype, rng):
         np.testing.assert_array_equal(np.isnan(a), np.isnan(b.detach().numpy()), err_msg=what)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+def test_exp_overflow_matches_torch(dtype, cpu_config):
+    # exp of a large input is inf, as in torch, on every SIMD target (Highway's
+    # Exp alone wraps to 0 or NaN past 177.8 / 1433).
+    # (y x stays finite: exp(x) - y x with both infinite is nan or inf depending on FMA.)
+    big = np.array([50, 88.5, 89, 120, 177.9, 700, 1500, 1e4, 1e30, -1e30, 1e38], dtype)
+    t = np.linspace(0.5, 3, big.size).astype(dtype)
+    for name, x, y, opts in (("poisson_nll_loss", big, t, {}), ("kl_div", np.zeros_like(big), big,
+                                                                 {"log_target": True})):
+        loss, (gx, gy) = getattr(lossx, name)(x, y, reduction="none", return_grad=True, **opts)
+        xt, yt = t64(x, True), t64(y, True)
+        r = getattr(F, name)(xt.to(torch.float32 if dtype == np.float32 else torch.float64),
+                             yt.to(torch.float32 if dtype == np.float32 else torch.float64), reduction="none",
+                             **opts)
+        r.sum().backward()
+        for what, a, b in (("loss", loss, r), ("d_input", gx, xt.grad), ("d_target", gy, yt.grad)):
+            b = b.detach().double().numpy()
+            np.testing.assert_array_equal(np.isinf(a), np.isinf(b), err_msg=f"{name} {what}")
+            np.testing.assert_array_equal(np.isnan(a), np.isnan(b), err_msg=f"{name} {what}")
+            fin = np.isfinite(b)
+            np.testing.assert_allclose(a[fin], b[fin], rtol=1e-5 if dtype == np.float32 else 1e-12,
+                                       err_msg=f"{name} {what}")
+
+
 @pytest.mark.parametrize("reduction", ["none", "sum", "batchmean"])
 def test_zero_dim(reduction):
     x, y = np.array(0.3), np.array(0.5)
