@@ -18,7 +18,7 @@ _TRIPLET, _COSINE = 0, 1
 
 
 def _float_input(be, fn, x, argname, code=None):
-    a = be.asarray(x)
+    a = be.asarray(x, fn, argname)
     c = be.dtype_code(a, fn, argname)
     if code is not None and c != code:
         raise TypeError(f"{fn}: {argname} has dtype {a.dtype}, but the first input's dtype differs; "
@@ -27,7 +27,7 @@ def _float_input(be, fn, x, argname, code=None):
 
 
 def _pm1_target(be, fn, target, want_shape, acc):
-    t = be.asarray(target)
+    t = be.asarray(target, fn, "target")
     if not (be.is_int(t) or be.is_float(t) or t.dtype.kind == "f"):
         raise TypeError(f"{fn}: target must be numeric (+1 / -1), got {t.dtype}")
     if tuple(t.shape) != tuple(want_shape):
