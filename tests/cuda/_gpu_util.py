@@ -29,7 +29,7 @@ def to_dev(lib, a):
     if lib == "torch":
         if BF16 is not None and a.dtype == BF16:
             return torch.from_numpy(a.astype(np.float32)).to("cuda").to(torch.bfloat16)
-        return torch.from_numpy(np.array(a, order="C"))  # (ascontiguousarray would make 0-d arrays 1-d).to("cuda")
+        return torch.from_numpy(np.array(a, order="C")).to("cuda")  # (ascontiguousarray: 0-d becomes 1-d)
     if BF16 is not None and a.dtype == BF16:
         try:
             return cp.asarray(a)
