@@ -15,7 +15,7 @@
 //   * reductions are deterministic without float atomics: the grid depends only
 //     on n (not on the GPU), each thread adds its groups in increasing order, each
 //     block reduces with a fixed tree into partial[blockIdx.x] (double), and
-//     pw_final (one block) adds the partials with a fixed tree. The same inputs
+//     sum_partials (one block) adds the partials with a fixed tree. The same inputs
 //     give the same bits on every run, whatever the GPU's scheduling.
 // Index arithmetic is 64-bit throughout; misaligned buffers (views with an
 // offset) take scalar loads over the very same groups, so they sum in the same
@@ -351,7 +351,7 @@ struct PwParams {
   bool none, mean;
   bool vec;  // every per-element stream is 16-byte aligned
   double divisor;
-  A* loss;  // n values ("none"), else unused (pw_final writes the one value)
+  A* loss;  // n values ("none"), else unused (sum_partials writes the one value)
   T* gx;
   T* gy;
   const A* go;  // n values ("none") or one; nullptr = 1
@@ -363,51 +363,6 @@ struct PwParams {
 __device__ __forceinline__ int64_t mod64(int64_t i, int64_t m) {
   if (((i | m) >> 32) == 0) return static_cast<uint32_t>(i) % static_cast<uint32_t>(m);
   return i % m;
-}
-
-// Records position i in an error slot holding the smallest bad position. The
-// plain read first keeps an input that is bad everywhere from serialising on
-// one atomic per element.
-__device__ __forceinline__ void note_bad(unsigned long long* slot, int64_t i) {
-  const unsigned long long v = static_cast<unsigned long long>(i);
-  if (v < *static_cast<volatile unsigned long long*>(slot)) atomicMin(slot, v);
-}
-
-// M elements of p from e0: 16-byte loads when `vec` (p + e0 is then aligned),
-// element loads otherwise.
-template <typename T, int M>
-__device__ __forceinline__ void ld_group(const T* __restrict__ p, int64_t e0, bool vec, T (&v)[M]) {
-  if constexpr ((M * sizeof(T)) % 16 == 0) {
-    if (vec) {
-      const uint4* q = reinterpret_cast<const uint4*>(p + e0);
-#pragma unroll
-      for (int k = 0; k < static_cast<int>(M * sizeof(T) / 16); ++k) {
-        const uint4 r = __ldg(q + k);
-        memcpy(reinterpret_cast<char*>(v) + 16 * k, &r, 16);
-      }
-      return;
-    }
-  }
-#pragma unroll
-  for (int e = 0; e < M; ++e) v[e] = p[e0 + e];
-}
-
-template <typename T, int M>
-__device__ __forceinline__ void st_group(T* __restrict__ p, int64_t e0, bool vec, const T (&v)[M]) {
-  if constexpr ((M * sizeof(T)) % 16 == 0) {
-    if (vec) {
-      uint4* q = reinterpret_cast<uint4*>(p + e0);
-#pragma unroll
-      for (int k = 0; k < static_cast<int>(M * sizeof(T) / 16); ++k) {
-        uint4 r;
-        memcpy(&r, reinterpret_cast<const char*>(v) + 16 * k, 16);
-        q[k] = r;
-      }
-      return;
-    }
-  }
-#pragma unroll
-  for (int e = 0; e < M; ++e) p[e0 + e] = v[e];
 }
 
 // Elements [e0, e0 + M): value, weights, gradients, stores; adds to `acc`.
@@ -505,25 +460,7 @@ __global__ void __launch_bounds__(kThreads) pw_kernel(const PwParams<T> p) {
   }
 }
 
-// One block: the partials in a fixed tree, divided for the mean (n = 0: 0 / 0 = nan).
-template <typename A>
-__global__ void __launch_bounds__(1024) pw_final(const double* partial, int64_t nparts, bool mean, double divisor,
-                                                 A* out) {
-  __shared__ double sm[33];
-  double s = 0;
-  for (int64_t k = threadIdx.x; k < nparts; k += blockDim.x) s += partial[k];
-  s = block_sum(s, sm);
-  if (threadIdx.x == 0) out[0] = static_cast<A>(mean ? s / divisor : s);
-}
-
 // ---------------------------------------------------------------- launch ----
-
-bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
-
-double host_value(float v) { return v; }
-double host_value(double v) { return v; }
-double host_value(__half v) { return static_cast<double>(__half2float(v)); }
-double host_value(__nv_bfloat16 v) { return static_cast<double>(__bfloat162float(v)); }
 
 template <typename T, class Fn>
 Status launch(const PointwiseArgs& a, StatusInfo* info) {
@@ -585,8 +522,8 @@ Status launch(const PointwiseArgs& a, StatusInfo* info) {
     step(cudaGetLastError(), "pw_kernel launch");
   }
   if (!none && err == cudaSuccess) {
-    pw_final<A><<<1, 1024, 0, stream>>>(p.partial, blocks, p.mean, p.divisor, p.loss);
-    step(cudaGetLastError(), "pw_final launch");
+    sum_partials<A><<<1, 1024, 0, stream>>>(p.partial, blocks, p.mean, p.divisor, p.loss);
+    step(cudaGetLastError(), "sum_partials launch");
   }
   // Checked losses: the error slots come back to the host (the only sync).
   unsigned long long slot[2] = {~0ull, ~0ull};
