@@ -167,7 +167,11 @@ Status pairwise_embedding(const PairwiseArgs& a, StatusInfo* info) {
     case Device::kCPU:
       return cpu::cpu_pairwise(a, info);
     case Device::kCUDA:
-      return fail(info, Status::kNotCompiled, "pairwise/embedding losses have no CUDA kernel yet");
+#ifdef LOSSX_WITH_CUDA
+      return cuda::pairwise(a, info);
+#else
+      return no_cuda(info);
+#endif
   }
   return fail(info, Status::kUnsupported, "unknown device");
 }

@@ -1,6 +1,7 @@
-"""The GPU code path of the Python wrappers, without a GPU: PyTorch CPU tensors
-stand in for CUDA tensors (lossx._gpu.TorchBackend handles them) and the kernel
-call is sent to the CPU kernels with the same raw pointers.
+"""The GPU code path of the Python wrappers (pointwise and pairwise/embedding
+families), without a GPU: PyTorch CPU tensors stand in for CUDA tensors
+(lossx._gpu.TorchBackend handles them) and the kernel call is sent to the CPU
+kernels with the same raw pointers.
 
 This exercises what tests/cuda cannot check on a machine without a GPU: the
 GPU backend's array handling in the wrappers (device/library checks, weight
@@ -13,8 +14,9 @@ import pytest
 import torch
 
 import lossx
-from lossx import _array, _core, _gpu, pointwise
+from lossx import _array, _core, _gpu, embedding, pointwise
 
+from test_embedding import _triplet_inputs
 from test_pointwise import CASES
 
 pytestmark = pytest.mark.filterwarnings("ignore:reduction. 'mean' divides:UserWarning")
@@ -25,19 +27,25 @@ class _Stream:
 
 
 class _CpuKernels:
-    """_core, with the device code of pointwise calls replaced by the CPU's."""
+    """_core, with the device code of pointwise/pairwise calls replaced by the CPU's."""
 
     device_calls = 0
 
     def __getattr__(self, name):
         return getattr(_core, name)
 
-    def pointwise(self, device, stream, *args):
+    @classmethod
+    def _cpu(cls, device, stream):
         if device == _array.CUDA:
             assert stream == 0  # the stand-in stream
-            type(self).device_calls += 1
-            device = _array.CPU
-        return _core.pointwise(device, stream, *args)
+            cls.device_calls += 1
+        return _array.CPU
+
+    def pointwise(self, device, stream, *args):
+        return _core.pointwise(self._cpu(device, stream), 0, *args)
+
+    def pairwise(self, device, stream, *args):
+        return _core.pairwise(self._cpu(device, stream), 0, *args)
 
 
 @pytest.fixture
@@ -47,10 +55,11 @@ def fake_gpu(monkeypatch):
     monkeypatch.setattr(_array, "require_cuda", lambda fn: None)
     monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: _Stream())
     monkeypatch.setattr(pointwise, "_core", _CpuKernels())
+    monkeypatch.setattr(embedding, "_core", _CpuKernels())
 
 
 def t(a):
-    return torch.from_numpy(np.ascontiguousarray(a))
+    return torch.from_numpy(np.array(a, order="C"))  # (ascontiguousarray would make 0-d arrays 1-d)
 
 
 @pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
@@ -144,3 +153,38 @@ def test_device_and_library_mismatch_messages():
 
     with pytest.raises(TypeError, match="pos_weight is a GPU array of type .*ForeignGpuArray.* one library"):
         be.asarray(ForeignGpuArray(), "bce", "pos_weight")
+
+
+@pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
+@pytest.mark.parametrize("shape", [(7, 5), (9,), (0, 4)], ids=str)
+def test_embedding_through_the_gpu_backend(fake_gpu, reduction, shape, rng):
+    xs = _triplet_inputs(rng, shape, np.float32)
+    go = rng.uniform(-1, 1, shape[:-1]).astype(np.float32) if reduction == "none" else 0.5
+    calls = _CpuKernels.device_calls
+    cl, cg = lossx.triplet_margin_loss(*xs, margin=0.7, p=1.5, swap=True, reduction=reduction, return_grad=True,
+                                       grad_output=go)
+    gl, gg = lossx.triplet_margin_loss(*[t(x) for x in xs], margin=0.7, p=1.5, swap=True, reduction=reduction,
+                                       return_grad=True, grad_output=t(go) if reduction == "none" else go)
+    assert _CpuKernels.device_calls == calls + 1
+    np.testing.assert_array_equal(gl.numpy(), cl)
+    for a, c in zip(gg, cg):
+        assert isinstance(a, torch.Tensor) and tuple(a.shape) == c.shape
+        np.testing.assert_array_equal(a.numpy(), c)
+    y = np.where(rng.random(shape[:-1]) < 0.5, -1, 1)
+    for target in (y, t(y), t(y.astype(np.float64))):  # host labels, device int64 and float64 labels
+        cl, cg = lossx.cosine_embedding_loss(xs[0], xs[1], y, 0.2, reduction, return_grad=True, grad_output=go)
+        gl, gg = lossx.cosine_embedding_loss(t(xs[0]), t(xs[1]), target, 0.2, reduction, return_grad=True,
+                                             grad_output=t(go) if reduction == "none" else go)
+        np.testing.assert_array_equal(gl.numpy(), cl)
+        for a, c in zip(gg, cg):
+            np.testing.assert_array_equal(a.numpy(), c)
+
+
+def test_embedding_bad_arguments_raise(fake_gpu):
+    x = torch.zeros((2, 3))
+    with pytest.raises(TypeError, match="negative has dtype"):
+        lossx.triplet_margin_loss(x, x, torch.zeros((2, 3), dtype=torch.float64))
+    with pytest.raises(TypeError, match="target must be numeric"):
+        lossx.cosine_embedding_loss(x, x, torch.zeros(2, dtype=torch.bool))
+    with pytest.raises(ValueError, match=r"target has shape \(3,\)"):
+        lossx.cosine_embedding_loss(x, x, torch.ones(3))

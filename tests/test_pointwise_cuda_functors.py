@@ -10,19 +10,15 @@ tests/cuda/test_pointwise_cuda.py. Skipped where nvcc is not installed; a
 compile error fails the test.
 """
 import ctypes
-import os
-import shutil
-import subprocess
 
 import numpy as np
 import pytest
 
 import lossx
 
+from _util import NVCC, build_host_lib
 from test_pointwise import CASES
 
-NVCC = shutil.which("nvcc")
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 pytestmark = [
     pytest.mark.skipif(NVCC is None, reason="nvcc is not installed"),
     pytest.mark.filterwarnings("ignore:reduction. 'mean' divides:UserWarning"),
@@ -40,12 +36,7 @@ CODE = {name: i for i, name in enumerate(lossx._core.pointwise_names)}
 
 @pytest.fixture(scope="module")
 def host_lib(tmp_path_factory):
-    out = tmp_path_factory.mktemp("pw_host") / "pw_functors_host.so"
-    cmd = [NVCC, "-std=c++17", "-O2", "-shared", "-Xcompiler", "-fPIC", "-I", os.path.join(ROOT, "csrc"),
-           os.path.join(ROOT, "tests", "pw_functors_host.cu"), "-o", str(out)]
-    r = subprocess.run(cmd, capture_output=True, text=True)
-    assert r.returncode == 0, f"{' '.join(cmd)}\n{r.stderr[-6000:]}"
-    lib = ctypes.CDLL(str(out))
+    lib = build_host_lib(tmp_path_factory.mktemp("pw_host"), "pw_functors_host.cu")
     p, i64 = ctypes.c_void_p, ctypes.c_int64
     lib.lossx_pw_host.restype = ctypes.c_int
     lib.lossx_pw_host.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_double, ctypes.c_int, ctypes.c_int,

@@ -12,6 +12,7 @@ Status cross_entropy(const CrossEntropyArgs& args, StatusInfo* info);
 Status softmax_family(const SoftmaxArgs& args, StatusInfo* info);
 Status pointwise(const PointwiseArgs& args, StatusInfo* info);
 bool pointwise_supported(PointwiseLoss kind);  // cuda/pointwise.cu has a functor for it
+Status pairwise(const PairwiseArgs& args, StatusInfo* info);
 
 }  // namespace cuda
 }  // namespace lossx

@@ -9,7 +9,7 @@ CATALOG = {
     "nll_loss": ("softmax", ("input",)),
     "log_softmax": ("softmax", ("input",)),
     "logsumexp": ("softmax", ("input",)),
-    # pointwise family (csrc/cpu/pointwise.cc; list: csrc/lossx/pointwise_losses.def)
+    # pointwise family (csrc/cpu/pointwise.cc, cuda/pointwise.cu; list: csrc/lossx/pointwise_losses.def)
     "l1_loss": ("pointwise", ("input", "target")),
     "mse_loss": ("pointwise", ("input", "target")),
     "smooth_l1_loss": ("pointwise", ("input", "target")),
@@ -19,7 +19,7 @@ CATALOG = {
     "binary_cross_entropy": ("pointwise", ("input", "target")),
     "kl_div": ("pointwise", ("input", "target")),
     "poisson_nll_loss": ("pointwise", ("input", "target")),
-    # pairwise/embedding family (csrc/cpu/embedding.cc)
+    # pairwise/embedding family (csrc/cpu/embedding.cc, cuda/embedding.cu)
     "triplet_margin_loss": ("embedding", ("anchor", "positive", "negative")),
     "cosine_embedding_loss": ("embedding", ("input1", "input2")),
     # margin family (csrc/cpu/margin.cc)
