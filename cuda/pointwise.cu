@@ -37,7 +37,10 @@
 //      PwOpt (beta is smooth_l1's beta, huber's delta and poisson's eps); `pw` is
 //      the element's pos_weight (1 without one). A loss that must reject values
 //      (like BCE) derives from a struct like ProbCheck instead of NoCheck.
-//   2. add `LOSSX_CUDA_POINTWISE(kFoo, FooFn)` to the table below the functors.
+//   2. add `LOSSX_CUDA_POINTWISE(kFoo, FooFn)` to the table below the functors;
+//   3. give the loss a case in CASES of tests/test_pointwise.py: the host check of
+//      the functors (tests/test_pointwise_cuda_functors.py, needs only nvcc) and
+//      the GPU tests (tests/cuda/test_pointwise_cuda.py) take their cases from it.
 // A .def line without a table entry still builds: that loss answers GPU arrays
 // with kNotCompiled ("<name> has no CUDA kernel yet"), and in any CUDA build
 // tests/test_pointwise.py::test_every_pointwise_loss_has_a_cuda_functor fails
