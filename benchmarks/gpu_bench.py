@@ -1,13 +1,20 @@
-"""GPU cross-entropy benchmark: lossx vs torch eager and torch.compile.
+"""GPU benchmark: lossx vs torch eager and torch.compile.
 
-    python benchmarks/gpu_bench.py --out gpu_bench.json
+    python benchmarks/gpu_bench.py --out gpu_bench.json [--families softmax,pointwise]
 
-For bf16 and fp32 logits at several (rows, classes), times the forward loss
-(mean) and the fused forward+backward (loss and d loss / d logits), and
-reports ms, TB/s (logits bytes read, + gradient bytes written for fwd+bwd)
-and the ratio to a device-to-device copy measured in the same run (torch
-clone of a 4 GB buffer, bytes read + written). Median of many reps timed with
-CUDA events (triton.testing.do_bench when triton is importable).
+softmax: for bf16 and fp32 logits at several (rows, classes), times the forward
+loss (mean) and the fused forward+backward (loss and d loss / d logits), and
+reports ms, TB/s (logits bytes read, + gradient bytes written for fwd+bwd).
+
+pointwise: mse_loss and binary_cross_entropy_with_logits on 2^28 fp32 / bf16
+elements, mean: forward, and forward+backward with both gradients (d input and
+d target, as lossx returns them; torch's autograd is asked for both too).
+TB/s counts bytes read + bytes written: input and target read (forward), plus
+both gradients written (forward+backward).
+
+Every figure comes with its ratio to a device-to-device copy measured in the
+same run (torch clone of a 4 GB buffer, bytes read + written). Median of many
+reps timed with CUDA events (triton.testing.do_bench when triton is importable).
 """
 import argparse
 import json
@@ -55,12 +62,93 @@ def copy_tbs():
     return tbs, ms
 
 
+POINTWISE_N = 2**28
+POINTWISE_LOSSES = {
+    "mse_loss": (F.mse_loss, lambda g, n, dt: torch.randn(n, device="cuda", generator=g).to(dt)),
+    "binary_cross_entropy_with_logits": (F.binary_cross_entropy_with_logits,
+                                         lambda g, n, dt: torch.rand(n, device="cuda", generator=g).to(dt)),
+}
+
+
+def pointwise_rows(copy, compiled_ok):
+    """mse_loss and binary_cross_entropy_with_logits at 2^28 elements (see the module docstring)."""
+    rows = []
+    n = POINTWISE_N
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    for dname, dt in DTYPES.items():
+        es = torch.finfo(dt).bits // 8
+        free, _ = torch.cuda.mem_get_info()
+        if n * es * 4 + n * 4 * 4 > free * 0.9:  # x, y, 2 grads, torch's float temporaries
+            print(f"skip pointwise {dname}: not enough free memory")
+            continue
+        x = (torch.randn(n, device="cuda", generator=gen) * 2).to(dt)
+        for name, (tfn, make_target) in POINTWISE_LOSSES.items():
+            y = make_target(gen, n, dt)
+            lfn = getattr(lossx, name)
+            xg = x.detach().requires_grad_(True)
+            yg = y.detach().requires_grad_(True)
+
+            def t_fwdbwd(tfn=tfn, xg=xg, yg=yg):
+                xg.grad = yg.grad = None
+                tfn(xg, yg).backward()
+
+            impls = {
+                ("lossx", "fwd"): lambda lfn=lfn, y=y: lfn(x, y),
+                ("lossx", "fwd+bwd"): lambda lfn=lfn, y=y: lfn(x, y, return_grad=True),
+                ("torch", "fwd"): lambda tfn=tfn, y=y: tfn(x, y),
+                ("torch", "fwd+bwd"): t_fwdbwd,
+            }
+            if compiled_ok:  # torch.compile worked for the softmax set-up (and was not turned off)
+                try:
+                    cf = torch.compile(tfn)
+
+                    def cfb(a, b, tfn=tfn):
+                        a = a.detach().requires_grad_(True)
+                        b = b.detach().requires_grad_(True)
+                        loss = tfn(a, b)
+                        loss.backward()
+                        return loss, a.grad, b.grad
+
+                    cfbc = torch.compile(cfb)
+                    impls[("torch.compile", "fwd")] = lambda cf=cf, y=y: cf(x, y)
+                    impls[("torch.compile", "fwd+bwd")] = lambda cfbc=cfbc, y=y: cfbc(x, y)
+                except Exception as e:  # noqa: BLE001
+                    print(f"torch.compile unavailable: {e}")
+            # Same value from lossx and torch (fp32 math on the same inputs) before timing anything.
+            ref = float(tfn(x.float(), y.float()))
+            got = float(lfn(x, y))
+            assert abs(got - ref) <= 1e-4 * abs(ref), (name, dname, got, ref)
+            _, (gx, gy) = lfn(x, y, return_grad=True)
+            t_fwdbwd()
+            for what, a, b in (("d_input", gx, xg.grad), ("d_target", gy, yg.grad)):
+                err = float((a.float() - b.float()).abs().max())
+                assert err <= 2 ** -6 * float(b.float().abs().max()) + 1e-12, (name, dname, what, err)
+            del gx, gy
+            for (impl, kind), fn in impls.items():
+                try:
+                    ms = bench(fn)
+                except Exception as e:  # noqa: BLE001 - torch.compile may fail on some setups
+                    print(f"{impl} {kind} pointwise {name} {dname} failed: {type(e).__name__}: {e}")
+                    continue
+                moved = n * es * (4 if kind == "fwd+bwd" else 2)  # x, y read (+ two grads written)
+                tbs = moved / (ms * 1e-3) / 1e12
+                rows.append(dict(family="pointwise", loss=name, dtype=dname, n=n, impl=impl, kind=kind, ms=ms,
+                                 tbs=tbs, copy_ratio=tbs / copy))
+            del y, xg, yg
+            torch.cuda.empty_cache()
+        del x
+        torch.cuda.empty_cache()
+    return rows
+
+
 def main(argv):
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="gpu_bench.json")
     ap.add_argument("--no-compile", action="store_true", help="skip torch.compile")
-    ap.add_argument("--budget-s", type=float, default=200.0, help="stop adding cases after this long")
+    ap.add_argument("--budget-s", type=float, default=200.0, help="stop adding softmax cases after this long")
+    ap.add_argument("--families", default="softmax,pointwise", help="comma-separated: softmax, pointwise")
     args = ap.parse_args(argv)
+    families = set(args.families.split(","))
     if not torch.cuda.is_available():
         print("no CUDA device: nothing to benchmark", file=sys.stderr)
         return 0
@@ -83,7 +171,7 @@ def main(argv):
         except Exception as e:  # noqa: BLE001
             print(f"torch.compile unavailable: {e}")
     rows = []
-    for dname, dt in DTYPES.items():
+    for dname, dt in DTYPES.items() if "softmax" in families else ():
         for N, C in SHAPES:
             if time.time() - t_start > args.budget_s:
                 print(f"time budget reached: skipping {dname} {N}x{C}")
@@ -124,14 +212,17 @@ def main(argv):
                     continue
                 moved = nbytes * (2 if kind == "fwd+bwd" else 1)
                 tbs = moved / (ms * 1e-3) / 1e12
-                rows.append(dict(dtype=dname, rows=N, classes=C, impl=impl, kind=kind, ms=ms, tbs=tbs,
-                                 copy_ratio=tbs / copy))
+                rows.append(dict(family="softmax", dtype=dname, rows=N, classes=C, impl=impl, kind=kind, ms=ms,
+                                 tbs=tbs, copy_ratio=tbs / copy))
             del x, y, xg
             torch.cuda.empty_cache()
-    print("| dtype | rows x classes | kind | impl | ms | TB/s | / copy |")
+    if "pointwise" in families:
+        rows += pointwise_rows(copy, compiled_ok=bool(compiled))
+    print("| dtype | case | kind | impl | ms | TB/s | / copy |")
     print("|---|---|---|---|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['dtype']} | {r['rows']}x{r['classes']} | {r['kind']} | {r['impl']} | {r['ms']:.3f} | "
+        case = f"{r['rows']}x{r['classes']}" if r["family"] == "softmax" else f"{r['loss']} n=2^28"
+        print(f"| {r['dtype']} | {case} | {r['kind']} | {r['impl']} | {r['ms']:.3f} | "
               f"{r['tbs']:.2f} | {r['copy_ratio']:.2f} |")
     with open(args.out, "w") as f:
         json.dump(dict(device=dev, copy_tbs=copy, timer="do_bench" if _do_bench else "cuda events",

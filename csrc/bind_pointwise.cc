@@ -22,6 +22,10 @@ void bind_pointwise(py::module_& m) {
   }
   m.attr("pointwise_names") = names;
   m.attr("pointwise_codes") = codes;
+  std::vector<std::string> cuda_names;  // the losses this build runs on GPU arrays
+  for (int k = 0; k < static_cast<int>(PointwiseLoss::kCount); ++k)
+    if (pointwise_has_cuda(static_cast<PointwiseLoss>(k))) cuda_names.emplace_back(pointwise_name(static_cast<PointwiseLoss>(k)));
+  m.attr("pointwise_cuda_names") = cuda_names;
 
   m.def(
       "pointwise",

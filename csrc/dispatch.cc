@@ -122,9 +122,22 @@ Status pointwise(const PointwiseArgs& a, StatusInfo* info) {
     case Device::kCPU:
       return cpu::cpu_pointwise(a, info);
     case Device::kCUDA:
-      return fail(info, Status::kNotCompiled, "pointwise losses have no CUDA kernel yet");
+#ifdef LOSSX_WITH_CUDA
+      return cuda::pointwise(a, info);
+#else
+      return no_cuda(info);
+#endif
   }
   return fail(info, Status::kUnsupported, "unknown device");
+}
+
+bool pointwise_has_cuda(PointwiseLoss kind) {
+#ifdef LOSSX_WITH_CUDA
+  return cuda::pointwise_supported(kind);
+#else
+  (void)kind;
+  return false;
+#endif
 }
 
 const char* pointwise_name(PointwiseLoss kind) {
@@ -164,7 +177,11 @@ Status pairwise_embedding(const PairwiseArgs& a, StatusInfo* info) {
     case Device::kCPU:
       return cpu::cpu_pairwise(a, info);
     case Device::kCUDA:
-      return fail(info, Status::kNotCompiled, "pairwise/embedding losses have no CUDA kernel yet");
+#ifdef LOSSX_WITH_CUDA
+      return cuda::pairwise(a, info);
+#else
+      return no_cuda(info);
+#endif
   }
   return fail(info, Status::kUnsupported, "unknown device");
 }

@@ -25,6 +25,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "common.cuh"
 #include "lossx/cuda.h"
 #include "status.h"
 
@@ -32,39 +33,7 @@ namespace lossx {
 namespace cuda {
 namespace {
 
-// ---------------------------------------------------------------- errors ----
-
-
-Status cuda_fail(StatusInfo* info, cudaError_t e, const char* what) {
-  char msg[200];
-  std::snprintf(msg, sizeof(msg), "CUDA error in %s: %s (%s)", what, cudaGetErrorString(e),
-                cudaGetErrorName(e));
-  return fail(info, Status::kDeviceError, msg);
-}
-
-#define LOSSX_CU(call)                                     \
-  do {                                                     \
-    const cudaError_t err_ = (call);                       \
-    if (err_ != cudaSuccess) return cuda_fail(info, err_, #call); \
-  } while (0)
-
-// ----------------------------------------------------------- type helpers ----
-
-template <typename T> struct AccOf { using type = float; };
-template <> struct AccOf<double> { using type = double; };
-
-__device__ __forceinline__ float to_acc(float v) { return v; }
-__device__ __forceinline__ double to_acc(double v) { return v; }
-__device__ __forceinline__ float to_acc(__half v) { return __half2float(v); }
-__device__ __forceinline__ float to_acc(__nv_bfloat16 v) { return __bfloat162float(v); }
-
-template <typename T> __device__ __forceinline__ T from_acc(float v);
-template <> __device__ __forceinline__ float from_acc<float>(float v) { return v; }
-template <> __device__ __forceinline__ __half from_acc<__half>(float v) { return __float2half_rn(v); }
-template <> __device__ __forceinline__ __nv_bfloat16 from_acc<__nv_bfloat16>(float v) {
-  return __float2bfloat16_rn(v);
-}
-template <typename T> __device__ __forceinline__ T from_acc(double v) { return static_cast<T>(v); }
+// ------------------------------------------------------------ math ----
 
 __device__ __forceinline__ float exp_acc(float x) { return __expf(x); }
 __device__ __forceinline__ double exp_acc(double x) { return exp(x); }
@@ -254,40 +223,9 @@ __device__ __forceinline__ MS<A> shfl(MS<A> v, int off) {
   r.nan = __shfl_xor_sync(0xffffffffu, static_cast<int>(v.nan), off) != 0;
   return r;
 }
-template <typename A>
-__device__ __forceinline__ A shfl(A v, int off) {
-  return __shfl_xor_sync(0xffffffffu, v, off);
-}
 
-template <typename V> __device__ __forceinline__ V combine(V a, V b) { return a + b; }
 template <typename A> __device__ __forceinline__ MS<A> combine(MS<A> a, MS<A> b) { return ms_merge(a, b); }
 
-// Block-wide reduction with a fixed tree (deterministic); every thread gets
-// the result. blockDim.x is a multiple of 32 and at most 1024.
-template <typename V>
-__device__ __forceinline__ V block_reduce(V v, V* smem /* >= 33 entries */) {
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
-#pragma unroll
-  for (int off = 16; off > 0; off >>= 1) v = combine(v, shfl(v, off));
-  __syncthreads();  // smem may still be read by a previous reduction
-  if (lane == 0) smem[warp] = v;
-  __syncthreads();
-  if (warp == 0) {
-    V w = smem[lane < nw ? lane : 0];
-    if (lane >= nw) w = smem[32];  // identity, set by the caller
-#pragma unroll
-    for (int off = 16; off > 0; off >>= 1) w = combine(w, shfl(w, off));
-    if (lane == 0) smem[0] = w;
-  }
-  __syncthreads();
-  return smem[0];
-}
-
-template <typename A>
-__device__ __forceinline__ A block_sum(A v, A* smem) {
-  if (threadIdx.x == 0) smem[32] = A(0);
-  return block_reduce(v, smem);
-}
 
 template <typename A>
 __device__ __forceinline__ MS<A> block_ms(MS<A> v, MS<A>* smem) {
@@ -652,30 +590,6 @@ __global__ void __launch_bounds__(1024) softmax_rows(SMParams p) {
 }
 
 // ------------------------------------------------------------ launching ----
-
-// Makes the device owning `ptr` current for this call (the caller's library
-// may have a different current device on this thread) and restores it after.
-class DeviceGuard {
- public:
-  cudaError_t enter(const void* ptr) {
-    cudaError_t e = cudaGetDevice(&prev_);
-    if (e != cudaSuccess) return e;
-    cudaPointerAttributes attr;
-    e = cudaPointerGetAttributes(&attr, ptr);
-    if (e != cudaSuccess) return e;
-    if (attr.type == cudaMemoryTypeDevice || attr.type == cudaMemoryTypeManaged) dev_ = attr.device;
-    else dev_ = prev_;
-    if (dev_ != prev_) return cudaSetDevice(dev_);
-    return cudaSuccess;
-  }
-  int device() const { return dev_; }
-  ~DeviceGuard() {
-    if (dev_ >= 0 && prev_ >= 0 && dev_ != prev_) cudaSetDevice(prev_);
-  }
-
- private:
-  int prev_ = -1, dev_ = -1;
-};
 
 int threads_for(int64_t C, size_t es) {
   const int64_t V = static_cast<int64_t>(16 / es);

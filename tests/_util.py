@@ -1,4 +1,9 @@
 """Test helpers: dtype tables, tolerances, conversions to torch float64."""
+import ctypes
+import os
+import shutil
+import subprocess
+
 import numpy as np
 import torch
 
@@ -34,3 +39,18 @@ def close(actual, expected, dtype, scale=1.0, what=""):
     a = np.asarray(actual, dtype=np.float64)
     e = expected.detach().numpy() if isinstance(expected, torch.Tensor) else np.asarray(expected, dtype=np.float64)
     np.testing.assert_allclose(a, e, rtol=RTOL[dt] * scale, atol=ATOL[dt] * scale, err_msg=what)
+
+
+NVCC = shutil.which("nvcc")
+TESTS = os.path.dirname(os.path.abspath(__file__))
+
+
+def build_host_lib(out_dir, source):
+    """Compiles tests/<source> (a .cu that includes CUDA functors for the host)
+    into a shared library in out_dir with nvcc and loads it."""
+    out = os.path.join(str(out_dir), os.path.splitext(source)[0] + ".so")
+    cmd = [NVCC, "-std=c++17", "-O2", "-shared", "-Xcompiler", "-fPIC", "-I", os.path.join(TESTS, "..", "csrc"),
+           os.path.join(TESTS, source), "-o", out]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    assert r.returncode == 0, f"{' '.join(cmd)}\n{r.stderr[-6000:]}"
+    return ctypes.CDLL(out)

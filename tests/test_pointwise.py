@@ -339,11 +339,55 @@ def test_kl_batchmean():
     close(gx, -t64(y) / 4, np.float64)
 
 
-def test_cuda_device_has_no_kernel_yet():
-    # Fake device pointers: the dispatcher must refuse before touching them.
-    with pytest.raises(RuntimeError, match="no CUDA kernel yet"):
-        lossx._core.pointwise(1, 0, 0, 1, 4, 64, 64, None, 1, None, 1, 1.0, False, True, False, 1, 0.0,
-                              64, None, None, None, None, None, -1.0, 2.0, 1.0)
+def _fake_cuda_call():
+    # Fake device pointers: only reached where nothing will dereference them.
+    lossx._core.pointwise(1, 0, 0, 1, 4, 64, 64, None, 1, None, 1, 1.0, False, True, False, 1, 0.0,
+                          64, None, None, None, None, None, -1.0, 2.0, 1.0)
+
+
+@pytest.mark.skipif(lossx._core.cuda_compiled(), reason="this build has the CUDA backend")
+def test_cuda_request_without_cuda_build():
+    with pytest.raises(RuntimeError, match="built without CUDA"):
+        _fake_cuda_call()
+
+
+@pytest.mark.skipif(not lossx._core.cuda_compiled() or lossx._core.cuda_available(),
+                    reason="needs a CUDA build on a machine without a usable GPU")
+def test_cuda_request_without_gpu_is_a_clean_error():
+    # The CUDA runtime finds no device: a RuntimeError naming CUDA, no crash.
+    with pytest.raises(RuntimeError, match="CUDA"):
+        _fake_cuda_call()
+
+
+class _FakeGpuArray:
+    """Looks like a GPU array to lossx (exposes __cuda_array_interface__) but is never read."""
+    __cuda_array_interface__ = {"shape": (4,), "typestr": "<f4", "data": (64, False), "version": 3}
+    shape, ndim, dtype = (4,), 1, np.dtype(np.float32)
+
+
+@pytest.mark.skipif(lossx._core.cuda_compiled() and lossx._core.cuda_available(), reason="a GPU is usable here")
+def test_gpu_array_without_usable_cuda_says_so():
+    with pytest.raises(RuntimeError, match="CUDA|GPU"):
+        lossx.mse_loss(_FakeGpuArray(), _FakeGpuArray())
+
+
+def test_gpu_target_with_numpy_input_raises():
+    with pytest.raises(ValueError, match="target is a GPU array but the input is a NumPy array"):
+        lossx.mse_loss(np.zeros(4, np.float32), _FakeGpuArray())
+
+
+@pytest.mark.skipif(not lossx._core.cuda_compiled(), reason="no CUDA backend in this build")
+def test_every_pointwise_loss_has_a_cuda_functor():
+    # A loss added to csrc/lossx/pointwise_losses.def builds without a CUDA functor
+    # (GPU arrays then get "has no CUDA kernel yet"); this test is what says so in
+    # a CUDA build. Add the functor to cuda/pointwise.cu (see the notes at its top).
+    # Known gap (issue 4, recorded in the README): these CPU losses have no CUDA
+    # functor yet; gaussian_nll_loss and margin_ranking_loss also need the
+    # kernel's third operand. The list must shrink, never silently grow.
+    known_cpu_only = {"gaussian_nll_loss", "hinge_embedding_loss", "sigmoid_focal_loss", "margin_ranking_loss"}
+    missing = {n for n in lossx._core.pointwise_names if n not in lossx._core.pointwise_cuda_names}
+    assert missing == known_cpu_only, (f"no CUDA functor in cuda/pointwise.cu for {sorted(missing - known_cpu_only)}; "
+                                       f"now on the GPU, drop from the list: {sorted(known_cpu_only - missing)}")
 
 
 @pytest.mark.parametrize("wshape", [(3, 1, 1), (5, 1), (1, 5, 7), ()], ids=str)
@@ -394,6 +438,30 @@ def test_nan_propagates_like_torch(case, dtype, rng):
     ref.sum().backward()
     for what, a, b in (("loss", loss, ref), ("d_input", gx, xt.grad), ("d_target", gy, yt.grad)):
         np.testing.assert_array_equal(np.isnan(a), np.isnan(b.detach().numpy()), err_msg=what)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+def test_exp_overflow_matches_torch(dtype, cpu_config):
+    # exp of a large input is inf, as in torch, on every SIMD target (Highway's
+    # Exp alone wraps to 0 or NaN past 177.8 / 1433).
+    # (y x stays finite: exp(x) - y x with both infinite is nan or inf depending on FMA.)
+    big = np.array([50, 88.5, 89, 120, 177.9, 700, 1500, 1e4, 1e30, -1e30, 1e38], dtype)
+    t = np.linspace(0.5, 3, big.size).astype(dtype)
+    for name, x, y, opts in (("poisson_nll_loss", big, t, {}), ("kl_div", np.zeros_like(big), big,
+                                                                 {"log_target": True})):
+        loss, (gx, gy) = getattr(lossx, name)(x, y, reduction="none", return_grad=True, **opts)
+        xt, yt = t64(x, True), t64(y, True)
+        r = getattr(F, name)(xt.to(torch.float32 if dtype == np.float32 else torch.float64),
+                             yt.to(torch.float32 if dtype == np.float32 else torch.float64), reduction="none",
+                             **opts)
+        r.sum().backward()
+        for what, a, b in (("loss", loss, r), ("d_input", gx, xt.grad), ("d_target", gy, yt.grad)):
+            b = b.detach().double().numpy()
+            np.testing.assert_array_equal(np.isinf(a), np.isinf(b), err_msg=f"{name} {what}")
+            np.testing.assert_array_equal(np.isnan(a), np.isnan(b), err_msg=f"{name} {what}")
+            fin = np.isfinite(b)
+            np.testing.assert_allclose(a[fin], b[fin], rtol=1e-5 if dtype == np.float32 else 1e-12,
+                                       err_msg=f"{name} {what}")
 
 
 @pytest.mark.parametrize("reduction", ["none", "sum", "batchmean"])

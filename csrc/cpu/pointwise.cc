@@ -76,6 +76,16 @@ HWY_INLINE V LogNonNeg(D d, V x) {
   return hn::IfThenElse(hn::Eq(x, hn::Zero(d)), hn::Set(d, -std::numeric_limits<T>::infinity()), lg);
 }
 
+// exp(v), overflowing to inf like std::exp. Highway's Exp is specified up to
+// +104 (float32) / +706 (float64) and far beyond that wraps to 0 or NaN
+// (measured: from v = 177.8 / 1433), so v is clamped where exp is already inf.
+// NaN is not kept: callers wrap the result with KeepNaN.
+template <class D, class V = hn::Vec<D>>
+HWY_INLINE V ExpInf(D d, V v) {
+  using T = hn::TFromD<D>;
+  return hn::Exp(d, hn::Min(v, hn::Set(d, sizeof(T) == 4 ? T(100) : T(1000))));
+}
+
 // e = exp(-|z|) and log1p(e): the shared pieces of softplus and sigmoid.
 template <class D, class V = hn::Vec<D>>
 HWY_INLINE void ExpNegAbs(D d, V z, V& e, V& lp) {
@@ -218,7 +228,7 @@ struct KLDivFn {
     using T = hn::TFromD<D>;
     const auto one = hn::Set(d, 1);
     if (p.log_target) {
-      const auto ey = KeepNaN(y, hn::Exp(d, y));
+      const auto ey = KeepNaN(y, ExpInf(d, y));
       const auto df = hn::Sub(y, x);
       l = hn::Mul(ey, df);
       gx = hn::Neg(ey);
@@ -245,7 +255,7 @@ struct PoissonNLLFn {
     using T = hn::TFromD<D>;
     const auto one = hn::Set(d, 1);
     if (p.log_input) {
-      const auto ex = KeepNaN(x, hn::Exp(d, x));
+      const auto ex = KeepNaN(x, ExpInf(d, x));
       l = hn::NegMulAdd(y, x, ex);
       gx = hn::Sub(ex, y);
       gy = hn::Neg(x);

@@ -10,6 +10,9 @@ namespace cuda {
 int device_count();  // 0 when no driver or no GPU; never throws
 Status cross_entropy(const CrossEntropyArgs& args, StatusInfo* info);
 Status softmax_family(const SoftmaxArgs& args, StatusInfo* info);
+Status pointwise(const PointwiseArgs& args, StatusInfo* info);
+bool pointwise_supported(PointwiseLoss kind);  // cuda/pointwise.cu has a functor for it
+Status pairwise(const PairwiseArgs& args, StatusInfo* info);
 
 }  // namespace cuda
 }  // namespace lossx

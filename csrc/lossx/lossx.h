@@ -221,6 +221,8 @@ struct PointwiseArgs {
 
 Status pointwise(const PointwiseArgs& args, StatusInfo* info);
 const char* pointwise_name(PointwiseLoss kind);
+// True when this build has a CUDA kernel for the loss (false without CUDA).
+bool pointwise_has_cuda(PointwiseLoss kind);
 
 }  // namespace lossx
 

@@ -5,7 +5,9 @@ interface for device memory so that outputs come from the caller's library.
 
 Interface (duck-typed):
   device, stream                      -> ints passed to _core
-  asarray(x)                          -> array of this backend (no copy when possible)
+  asarray(x, fn=None, argname=None)   -> array of this backend (no copy when possible); host data
+                                         is uploaded, a GPU array on another device (or of another
+                                         GPU library, or given with NumPy input) raises
   dtype_code(a, fn, argname)          -> lossx dtype code (TypeError otherwise)
   is_int(a)                           -> integer dtype?
   labels(a)                           -> contiguous int64 copy/view
@@ -15,6 +17,7 @@ Interface (duck-typed):
   full(shape, value, code)            -> filled array
   arg(a)                              -> what _core takes for a (array or pointer)
   scalar(a)                           -> reduced loss as the caller expects
+  broadcast_to(a, shape), astype(a, dtype)
 """
 from __future__ import annotations
 
@@ -29,8 +32,21 @@ class NumpyBackend:
     stream = 0
 
     @staticmethod
-    def asarray(x):
-        return x if isinstance(x, np.ndarray) else np.asarray(x)
+    def asarray(x, fn=None, argname=None):
+        if isinstance(x, np.ndarray):
+            return x
+        if A.is_gpu(x):
+            raise ValueError(f"{fn or 'lossx'}: {argname or 'an argument'} is a GPU array but the input is a "
+                             "NumPy array (CPU); pass all arrays on one device")
+        return np.asarray(x)
+
+    @staticmethod
+    def broadcast_to(a, shape):
+        return np.broadcast_to(a, shape)
+
+    @staticmethod
+    def astype(a, dtype):
+        return a.astype(dtype)
 
     @staticmethod
     def dtype_code(a, fn, argname):

@@ -9,7 +9,7 @@ CATALOG = {
     "nll_loss": ("softmax", ("input",)),
     "log_softmax": ("softmax", ("input",)),
     "logsumexp": ("softmax", ("input",)),
-    # pointwise family (csrc/cpu/pointwise.cc; list: csrc/lossx/pointwise_losses.def)
+    # pointwise family (csrc/cpu/pointwise.cc, cuda/pointwise.cu; list: csrc/lossx/pointwise_losses.def)
     "l1_loss": ("pointwise", ("input", "target")),
     "mse_loss": ("pointwise", ("input", "target")),
     "smooth_l1_loss": ("pointwise", ("input", "target")),
@@ -23,7 +23,7 @@ CATALOG = {
     "hinge_embedding_loss": ("pointwise", ("input",)),  # target +-1, not differentiable
     "sigmoid_focal_loss": ("pointwise", ("inputs", "targets")),  # torchvision's names and defaults
     "margin_ranking_loss": ("pointwise", ("input1", "input2")),  # the +-1 target in the third operand
-    # pairwise/embedding family (csrc/cpu/embedding.cc)
+    # pairwise/embedding family (csrc/cpu/embedding.cc, cuda/embedding.cu)
     "triplet_margin_loss": ("embedding", ("anchor", "positive", "negative")),
     "cosine_embedding_loss": ("embedding", ("input1", "input2")),
     # margin family (csrc/cpu/margin.cc)

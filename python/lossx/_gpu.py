@@ -39,12 +39,23 @@ class CupyBackend:
         with self._dev:
             self.stream = cp.cuda.get_current_stream().ptr
 
-    def asarray(self, x):
+    def asarray(self, x, fn=None, argname=None):
         cp = self._cp
         if isinstance(x, cp.ndarray):
+            if x.device.id != self._dev.id:
+                raise _device_error(fn, argname, f"cuda:{x.device.id}", f"cuda:{self._dev.id}")
             return x
+        if A.is_gpu(x):
+            raise _library_error(fn, argname, x, "a CuPy array")
         with self._dev:
-            return cp.asarray(x)
+            return cp.asarray(x)  # host data: uploaded once
+
+    def broadcast_to(self, a, shape):
+        return self._cp.broadcast_to(a, shape)
+
+    @staticmethod
+    def astype(a, dtype):
+        return a.astype(dtype)
 
     @staticmethod
     def dtype_code(a, fn, argname):
@@ -119,11 +130,24 @@ class TorchBackend:
             return self._torch.float64 if code - ACC_OFFSET == A.F64 else self._torch.float32
         return self._dtypes[code]
 
-    def asarray(self, x):
+    def asarray(self, x, fn=None, argname=None):
         torch = self._torch
         if isinstance(x, torch.Tensor):
-            return x if x.device == self._dev else x.to(self._dev)
+            if x.device == self._dev:
+                return x
+            if x.device.type != "cpu":
+                raise _device_error(fn, argname, str(x.device), str(self._dev))
+            return x.to(self._dev)  # host tensor: uploaded once
+        if A.is_gpu(x):
+            raise _library_error(fn, argname, x, "a PyTorch CUDA tensor")
         return torch.as_tensor(np.asarray(x), device=self._dev)
+
+    def broadcast_to(self, a, shape):
+        return self._torch.broadcast_to(a, tuple(shape))
+
+    @staticmethod
+    def astype(a, dtype):
+        return a.to(dtype)
 
     def dtype_code(self, a, fn, argname):
         code = self._codes.get(a.dtype)
@@ -179,6 +203,17 @@ class TorchBackend:
     @staticmethod
     def writable(a):
         return a.is_contiguous()
+
+
+def _device_error(fn, argname, got, want):
+    return ValueError(f"{fn or 'lossx'}: {argname or 'an argument'} is on {got} but the input is on {want}; "
+                      "pass all arrays on one device")
+
+
+def _library_error(fn, argname, x, want):
+    return TypeError(f"{fn or 'lossx'}: {argname or 'an argument'} is a GPU array of type "
+                     f"{type(x).__module__}.{type(x).__name__} but the input is {want}; pass arrays of one "
+                     "library (cupy.asarray / torch.as_tensor convert without a copy)")
 
 
 def backend_for(x, fn):

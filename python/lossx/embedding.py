@@ -2,7 +2,10 @@
 
 ``torch.nn.functional`` semantics (argument order and defaults as torch's), one
 value per row of ``(N, D)`` inputs (or one value for unbatched ``(D,)`` inputs).
-Kernels: csrc/cpu/embedding.cc. No broadcasting: the inputs' shapes must match.
+Kernels: csrc/cpu/embedding.cc (CPU), cuda/embedding.cu (GPU arrays: CuPy,
+PyTorch CUDA tensors, on their device and current stream, outputs from the
+caller's library; cosine_embedding_loss's +-1 target rule costs one stream
+synchronisation there). No broadcasting: the inputs' shapes must match.
 """
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ _TRIPLET, _COSINE = 0, 1
 
 
 def _float_input(be, fn, x, argname, code=None):
-    a = be.asarray(x)
+    a = be.asarray(x, fn, argname)
     c = be.dtype_code(a, fn, argname)
     if code is not None and c != code:
         raise TypeError(f"{fn}: {argname} has dtype {a.dtype}, but the first input's dtype differs; "
@@ -27,8 +30,8 @@ def _float_input(be, fn, x, argname, code=None):
 
 
 def _pm1_target(be, fn, target, want_shape, acc):
-    t = be.asarray(target)
-    if not (be.is_int(t) or be.is_float(t) or t.dtype.kind == "f"):
+    t = be.asarray(target, fn, "target")
+    if not (be.is_int(t) or be.is_float(t) or getattr(t.dtype, "kind", "") == "f"):
         raise TypeError(f"{fn}: target must be numeric (+1 / -1), got {t.dtype}")
     if tuple(t.shape) != tuple(want_shape):
         raise A.shape_error(fn, "target needs one value per row", "target", t.shape, "input1", want_shape)

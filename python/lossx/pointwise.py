@@ -11,7 +11,15 @@ target is not differentiable, returns ``(loss, d_input)``).
 ``reduction="none"`` (default: ones). float16/bfloat16 inputs accumulate in
 float32 and return a float32 loss; gradients come back in the input dtypes.
 
-Kernel: csrc/cpu/pointwise.cc (one loop; a functor per loss). The list of
+GPU arrays (CuPy, PyTorch CUDA tensors) run on their device and the caller's
+current stream, with outputs from the caller's library and the reduced loss a
+0-d device array (no host sync, except binary_cross_entropy and
+soft_margin_loss, whose value rules are checked on the device and reported
+after one stream synchronisation). Every array argument must be on the input's
+device; host data (NumPy weights, scalars) is uploaded.
+
+Kernels: csrc/cpu/pointwise.cc (CPU: one Highway loop; a functor per loss) and
+cuda/pointwise.cu (GPU: one kernel; a device functor per loss). The list of
 losses is csrc/lossx/pointwise_losses.def; their codes come from
 ``_core.pointwise_codes``.
 """
@@ -38,7 +46,7 @@ def _weight_arg(be, fn, argname, w, shape, acc):
     passed as is; any other broadcast is materialised once."""
     if w is None:
         return None, 1
-    wa = be.asarray(w)
+    wa = be.asarray(w, fn, argname)
     if not be.is_float(wa):
         raise TypeError(f"{fn}: {argname} must be float32, float64, float16 or bfloat16, got {wa.dtype}")
     shape = tuple(shape)
@@ -54,16 +62,16 @@ def _weight_arg(be, fn, argname, w, shape, acc):
     if ws[k:] == shape[k:]:
         period = int(np.prod(shape[k:], dtype=np.int64))
         return be.contiguous(wa, acc).reshape(-1), max(period, 1)
-    full = np.broadcast_to(wa, shape)
-    return be.contiguous(full, acc).reshape(-1), max(int(full.size), 1)
+    full = be.broadcast_to(wa, shape)
+    return be.contiguous(full, acc).reshape(-1), max(int(np.prod(shape, dtype=np.int64)), 1)
 
 
 def _cpu_backend(fn, input):
     be = backend_for(input, fn)
     if be.device != A.CPU:
-        # The value checks and weight broadcasting are NumPy code; fail clearly
-        # before them (the dispatcher says the same for C++ callers).
-        raise RuntimeError(f"{fn}: pointwise losses have no CUDA kernel yet; pass NumPy arrays")
+        # Losses whose wrappers do NumPy work before the kernel (var broadcasting,
+        # target checks) and have no CUDA functor yet: fail clearly before that work.
+        raise RuntimeError(f"{fn} has no CUDA kernel yet; pass NumPy arrays")
     return be
 
 
@@ -75,10 +83,10 @@ def _run(fn, input, target, reduction, return_grad, grad_output, *, weight=None,
     sum over the broadcast axes. Gradients: (d_input, d_target[, d_var]), or
     d_input alone when ``target_grad`` is False; ``var_grad=False``: a third
     operand that is not differentiable (margin_ranking_loss's +-1 target)."""
-    be = _cpu_backend(fn, input)
+    be = backend_for(input, fn)
     x = be.asarray(input)
     code = be.dtype_code(x, fn, "input")
-    t = be.asarray(target)
+    t = be.asarray(target, fn, "target")
     if not be.is_float(t):
         raise TypeError(f"{fn}: target must be float32, float64, float16 or bfloat16, got {t.dtype}")
     if tuple(t.shape) != tuple(x.shape):
@@ -91,8 +99,8 @@ def _run(fn, input, target, reduction, return_grad, grad_output, *, weight=None,
     elif reduction == "batchmean":
         red = A.REDUCTIONS["sum"]  # torch: a 0-d input has no batch axis
     acc = code + ACC_OFFSET
-    if check is not None:
-        check(x, t)
+    if check is not None and be.device == A.CPU:
+        check(x, t)  # on the GPU the kernel checks the same rules (same message) in its sweep
     shape = tuple(x.shape)
     n = int(np.prod(shape, dtype=np.int64))
     w, wp = _weight_arg(be, fn, "weight", weight, shape, acc)
@@ -122,7 +130,7 @@ def _run(fn, input, target, reduction, return_grad, grad_output, *, weight=None,
         return out, gi.reshape(shape)
     gt = gt.reshape(shape)
     if gt.dtype != t.dtype:
-        gt = gt.astype(t.dtype)
+        gt = be.astype(gt, t.dtype)
     if gv is None:
         return out, (gi.reshape(shape), gt)
     return out, (gi.reshape(shape), gt, gv.reshape(shape))

@@ -26,7 +26,7 @@ def _grad_output_arg(be, fn, grad_output, reduction, loss_shape, acc_code):
         g = be.empty((1,), acc_code)
         g[0] = grad_output
         return g
-    g = be.asarray(grad_output)
+    g = be.asarray(grad_output, fn, "grad_output")
     want = tuple(loss_shape) if reduction == 0 else ()
     if tuple(g.shape) != want and not (reduction != 0 and tuple(g.shape) == (1,)):
         raise A.shape_error(fn, "grad_output must match the loss", "grad_output", g.shape, "loss", want)
@@ -93,7 +93,7 @@ def cross_entropy(
     code = be.dtype_code(x, fn, "input")
     acc = code + ACC_OFFSET
     red = A.reduction_code(fn, reduction)
-    t = be.asarray(target)
+    t = be.asarray(target, fn, "target")
     if x.ndim == 0:
         raise ValueError(f"{fn}: input must have at least 1 dimension (classes), got a scalar")
     unbatched = x.ndim == 1
@@ -150,7 +150,7 @@ def cross_entropy(
 
     w = None
     if weight is not None:
-        w = be.asarray(weight)
+        w = be.asarray(weight, fn, "weight")
         if tuple(w.shape) != (C,):
             raise A.shape_error(fn, "weight needs one value per class", "weight", w.shape, "input", x.shape)
         if not be.is_float(w):
@@ -158,7 +158,7 @@ def cross_entropy(
         w = be.contiguous(w, acc)
     sw = None
     if sample_weight is not None:
-        sw = be.asarray(sample_weight)
+        sw = be.asarray(sample_weight, fn, "sample_weight")
         if tuple(sw.shape) != rows_shape:
             raise A.shape_error(fn, "sample_weight needs one value per row", "sample_weight", sw.shape,
                                 "target", rows_shape)
@@ -259,7 +259,7 @@ def log_softmax(input, dim: int = -1, *, return_grad: bool = False, grad_output=
     if return_grad:
         gi = be.empty(xm.shape, code)
         if grad_output is not None:
-            g = be.asarray(grad_output)
+            g = be.asarray(grad_output, fn, "grad_output")
             if tuple(g.shape) != tuple(x.shape):
                 raise A.shape_error(fn, "grad_output must match the output", "grad_output", g.shape,
                                     "output", x.shape)
@@ -289,7 +289,7 @@ def logsumexp(input, dim: int = -1, keepdim: bool = False, *, return_grad: bool 
     if return_grad:
         gi = be.empty(xm.shape, code)
         if grad_output is not None:
-            g = be.asarray(grad_output)
+            g = be.asarray(grad_output, fn, "grad_output")
             if tuple(g.shape) != tuple(out_shape):
                 raise A.shape_error(fn, "grad_output must match the output", "grad_output", g.shape,
                                     "output", out_shape)

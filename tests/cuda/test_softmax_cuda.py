@@ -15,21 +15,8 @@ from _util import BF16
 if not (_core.cuda_compiled() and _core.cuda_available()):
     pytest.skip("lossx CUDA backend not compiled or no usable GPU", allow_module_level=True)
 
-LIBS = []
-try:
-    import torch
+from _gpu_util import LIBS, cp, lib, same_ns, to_dev, to_np, torch  # noqa: E402,F401
 
-    if torch.cuda.is_available():
-        LIBS.append("torch")
-except ImportError:  # pragma: no cover
-    torch = None
-try:
-    import cupy as cp
-
-    if cp.cuda.runtime.getDeviceCount() > 0:
-        LIBS.append("cupy")
-except Exception:  # noqa: BLE001 - no cupy, or cupy without a usable driver
-    cp = None
 if not LIBS:
     pytest.skip("neither CuPy nor CUDA PyTorch is usable", allow_module_level=True)
 
@@ -42,35 +29,6 @@ DTYPES = [F32, F64, F16] + ([BF16] if BF16 is not None else [])
 RTOL = {F32: 1e-5, F64: 1e-10, F16: 2e-3}
 if BF16 is not None:
     RTOL[BF16] = 1.6e-2
-
-
-def to_dev(lib, a):
-    a = np.asarray(a)
-    if lib == "torch":
-        if BF16 is not None and a.dtype == BF16:
-            return torch.from_numpy(a.astype(np.float32)).to("cuda").to(torch.bfloat16)
-        return torch.from_numpy(np.ascontiguousarray(a)).to("cuda")
-    if BF16 is not None and a.dtype == BF16:
-        try:
-            return cp.asarray(a)
-        except Exception as e:  # noqa: BLE001
-            pytest.skip(f"this CuPy has no bfloat16: {e}")
-    return cp.asarray(a)
-
-
-def to_np(a):
-    if torch is not None and isinstance(a, torch.Tensor):
-        if a.dtype == torch.bfloat16:
-            return a.float().cpu().numpy()
-        return a.detach().cpu().numpy()
-    return cp.asnumpy(a)
-
-
-def same_ns(lib, a):
-    if lib == "torch":
-        assert isinstance(a, torch.Tensor) and a.is_cuda, type(a)
-    else:
-        assert isinstance(a, cp.ndarray), type(a)
 
 
 def check(lib, gpu, cpu, dtype, what, scale=None):
@@ -86,11 +44,6 @@ def check(lib, gpu, cpu, dtype, what, scale=None):
     # atol relative to the array's magnitude: small gradient entries carry the
     # absolute error of their row's softmax, not a relative one.
     np.testing.assert_allclose(g[finite], c[finite], rtol=rt, atol=rt * scale + 1e-30, err_msg=what)
-
-
-@pytest.fixture(params=LIBS)
-def lib(request):
-    return request.param
 
 
 def rand_logits(rng, shape, dtype, spread=3.0):

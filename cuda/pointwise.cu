@@ -1,0 +1,611 @@
+// The pointwise loss family on CUDA: the losses of csrc/lossx/pointwise_losses.def
+// with the semantics of csrc/cpu/pointwise.cc, which is the reference (torch's
+// formulas, NaN propagation, BCE's -100 clamps, torch's gradient conventions).
+//
+// ONE kernel template serves the family, pw_kernel<T, Fn, kGrad>, one launch per
+// call plus, for "mean"/"sum", one small final kernel:
+//   * a grid-stride loop over groups of 16 bytes of input (4 float32, 2 float64,
+//     8 float16/bfloat16): each thread issues the 16-byte loads of kUnroll groups
+//     of input and target before using any, then computes value and both
+//     gradients element by element with the loss's functor (float32 arithmetic
+//     for float32/float16/bfloat16, float64 for float64), and writes the
+//     per-element loss ("none") or adds it to a thread-local sum;
+//   * gradients are written in the same pass: for "mean"/"sum" their scale is
+//     grad_output / divisor, which each thread reads from device memory up front;
+//   * reductions are deterministic without float atomics: the grid depends only
+//     on n (not on the GPU), each thread adds its groups in increasing order, each
+//     block reduces with a fixed tree into partial[blockIdx.x] (double), and
+//     sum_partials (one block) adds the partials with a fixed tree. The same inputs
+//     give the same bits on every run, whatever the GPU's scheduling.
+// Index arithmetic is 64-bit throughout; misaligned buffers (views with an
+// offset) take scalar loads over the very same groups, so they sum in the same
+// order. Errors come back as Status codes, never device asserts:
+// binary_cross_entropy's [0, 1] rule and soft_margin_loss's +-1 rule are checked
+// in the same sweep (the smallest bad position, via an integer atomicMin) and
+// cost one 16-byte copy and a stream synchronisation per call.
+//
+// Numerics: this file is compiled WITHOUT --use_fast_math (CMakeLists.txt), so
+// float32 denormals are kept (BCE of a 1e-40 probability is -92.1, as on the
+// CPU, not the -100 clamp a flush-to-zero would give) and division is IEEE.
+// expf/logf/log1pf are CUDA's accurate versions (<= 2 ulp).
+//
+// ---- Adding a loss ---------------------------------------------------------
+// After its line in csrc/lossx/pointwise_losses.def and its CPU functor:
+//   1. write a functor below, `struct FooFn : NoCheck { LOSSX_CU_PW_EVAL { ... } };`,
+//      the CPU functor in scalar form: same formula, same NaN handling, l, gx
+//      (d l / d input) and gy (d l / d target) of one element. Options are in
+//      PwOpt (beta is smooth_l1's beta, huber's delta and poisson's eps); `pw` is
+//      the element's pos_weight (1 without one). A loss that must reject values
+//      (like BCE) derives from a struct like ProbCheck instead of NoCheck.
+//   2. add `LOSSX_CUDA_POINTWISE(kFoo, FooFn)` to the table below the functors;
+//   3. give the loss a case in CASES of tests/test_pointwise.py: the host check of
+//      the functors (tests/test_pointwise_cuda_functors.py, needs only nvcc) and
+//      the GPU tests (tests/cuda/test_pointwise_cuda.py) take their cases from it.
+// A .def line without a table entry still builds: that loss answers GPU arrays
+// with kNotCompiled ("<name> has no CUDA kernel yet"), and in any CUDA build
+// tests/test_pointwise.py::test_every_pointwise_loss_has_a_cuda_functor fails
+// until the functor is added. (A compile error instead would break every CUDA
+// build, including the GPU test machine's, for a loss merged from a CPU-only
+// branch.)
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <type_traits>
+
+#include "common.cuh"
+#include "lossx/cuda.h"
+#include "status.h"
+
+// The functors and their math are __host__ __device__: tests/pw_functors_host.cu
+// compiles them for the host (LOSSX_PW_FUNCTORS_ONLY) to check them against the
+// CPU kernels on machines without a GPU.
+#define LOSSX_HD __host__ __device__ __forceinline__
+
+namespace lossx {
+namespace cuda {
+namespace {
+
+// ------------------------------------------------------------------ math ----
+
+LOSSX_HD float d_exp(float v) { return expf(v); }
+LOSSX_HD double d_exp(double v) { return exp(v); }
+LOSSX_HD float d_log(float v) { return logf(v); }
+LOSSX_HD double d_log(double v) { return log(v); }
+LOSSX_HD float d_log1p(float v) { return log1pf(v); }
+LOSSX_HD double d_log1p(double v) { return log1p(v); }
+LOSSX_HD float d_abs(float v) { return fabsf(v); }
+LOSSX_HD double d_abs(double v) { return fabs(v); }
+LOSSX_HD float d_max(float a, float b) { return fmaxf(a, b); }
+LOSSX_HD double d_max(double a, double b) { return fmax(a, b); }
+LOSSX_HD float d_copysign(float a, float b) { return copysignf(a, b); }
+LOSSX_HD double d_copysign(double a, double b) { return copysign(a, b); }
+
+template <typename A>
+LOSSX_HD bool is_nan(A v) {
+  return v != v;
+}
+
+// v where v is NaN, else r (the CPU's KeepNaN).
+template <typename A>
+LOSSX_HD A keep_nan(A v, A r) {
+  return is_nan(v) ? v : r;
+}
+
+// sign(v) with sign(0) = 0 (the CPU's Sign0: a NaN gives +-1 by its sign bit).
+template <typename A>
+LOSSX_HD A sign0(A v) {
+  return v == A(0) ? A(0) : d_copysign(A(1), v);
+}
+
+// sigmoid(z) from e = exp(-|z|), never forming exp(+large) (the CPU's SigmoidFrom).
+template <typename A>
+LOSSX_HD A sigmoid_from(A z, A e, A inv /* 1 / (1 + e) */) {
+  return z >= A(0) ? inv : e * inv;
+}
+
+// ------------------------------------------------------------- functors ----
+
+// Options as the kernel sees them (the CPU's PwParams).
+template <typename A>
+struct PwOpt {
+  A beta;  // smooth_l1 beta, huber delta, poisson eps
+  bool has_pw, log_target, log_input, full;
+};
+
+// Value rules checked on the device (the CPU path checks them in Python):
+// kCheckInput / kCheckTarget turn the check on, bad_*() flags an element,
+// k*Rule is the message ("<loss>: <rule>; element i is v").
+struct NoCheck {
+  static constexpr bool kCheckInput = false, kCheckTarget = false;
+  static constexpr const char* kInputRule = "";
+  static constexpr const char* kTargetRule = "";
+  template <typename A> __host__ __device__ static bool bad_input(A) { return false; }
+  template <typename A> __host__ __device__ static bool bad_target(A) { return false; }
+};
+
+// torch 2.13's binary_cross_entropy: input and target both in [0, 1] (NaN is outside).
+struct ProbCheck : NoCheck {
+  static constexpr bool kCheckInput = true, kCheckTarget = true;
+  static constexpr const char* kInputRule = "input must hold probabilities in [0, 1]";
+  static constexpr const char* kTargetRule = "target must hold probabilities in [0, 1]";
+  template <typename A> __host__ __device__ static bool bad_input(A v) { return !(v >= A(0) && v <= A(1)); }
+  template <typename A> __host__ __device__ static bool bad_target(A v) { return !(v >= A(0) && v <= A(1)); }
+};
+
+struct PlusMinusOneTargetCheck : NoCheck {
+  static constexpr bool kCheckTarget = true;
+  static constexpr const char* kTargetRule = "target must hold only -1 and +1";
+  template <typename A> __host__ __device__ static bool bad_target(A v) { return d_abs(v) != A(1); }
+};
+
+// One element: l, d l / d input, d l / d target (before weights and scaling).
+#define LOSSX_CU_PW_EVAL                                                                       \
+  template <typename A>                                                                        \
+  __host__ __device__ static __forceinline__ void eval(const PwOpt<A>& p, A x, A y, A pw, A& l, \
+                                                       A& gx, A& gy)
+
+struct L1Fn : NoCheck {
+  LOSSX_CU_PW_EVAL {
+    (void)p; (void)pw;
+    const A df = x - y;
+    l = d_abs(df);
+    gx = sign0(df);
+    gy = -gx;
+  }
+};
+
+struct MseFn : NoCheck {
+  LOSSX_CU_PW_EVAL {
+    (void)p; (void)pw;
+    const A df = x - y;
+    l = df * df;
+    gx = df + df;
+    gy = -gx;
+  }
+};
+
+// 0.5 d^2 / beta inside |d| < beta, |d| - beta/2 outside; beta = 0 is L1.
+struct SmoothL1Fn : NoCheck {
+  LOSSX_CU_PW_EVAL {
+    (void)pw;
+    const A df = x - y, a = d_abs(df);
+    const bool inside = a < p.beta;
+    const A q = df / (p.beta > A(0) ? p.beta : A(1));
+    l = inside ? (A(0.5) * df) * q : a - A(0.5) * p.beta;
+    gx = inside ? q : sign0(df);
+    if (p.beta > A(0)) gx = keep_nan(df, gx);  // beta = 0 is torch's l1 backward
+    gy = -gx;
+  }
+};
+
+struct HuberFn : NoCheck {
+  LOSSX_CU_PW_EVAL {
+    (void)pw;
+    const A df = x - y, a = d_abs(df), delta = p.beta;
+    const bool inside = a < delta;
+    l = inside ? (A(0.5) * df) * df : delta * (a - A(0.5) * delta);
+    gx = keep_nan(df, inside ? df : delta * sign0(df));
+    gy = -gx;
+  }
+};
+
+// torch's form: (1 - y) x + lw softplus(-x), lw = 1 + (pw - 1) y, with
+// softplus(-x) = max(-x, 0) + log1p(exp(-|x|)).
+struct BCEWithLogitsFn : NoCheck {
+  LOSSX_CU_PW_EVAL {
+    const A e = d_exp(-d_abs(x));
+    const A spn = d_max(-x, A(0)) + d_log1p(e);
+    const A omy = A(1) - y;
+    const A inv = A(1) / (A(1) + e);
+    if (!p.has_pw) {
+      l = omy * x + spn;
+      gx = sigmoid_from(x, e, inv) - y;
+      gy = -x;
+    } else {
+      const A pm1 = pw - A(1);
+      const A lw = pm1 * y + A(1);
+      l = omy * x + lw * spn;
+      gx = omy - lw * sigmoid_from(-x, e, inv);  // 1 - sigmoid(x) without cancellation
+      gy = pm1 * spn - x;
+    }
+    if (is_nan(x)) l = gx = x;
+  }
+};
+
+// softplus(-y x), stably.
+struct SoftMarginFn : PlusMinusOneTargetCheck {
+  LOSSX_CU_PW_EVAL {
+    (void)p; (void)pw;
+    const A z = -(y * x);
+    const A e = d_exp(-d_abs(z));
+    l = keep_nan(z, d_max(z, A(0)) + d_log1p(e));
+    const A s = keep_nan(z, sigmoid_from(z, e, A(1) / (A(1) + e)));
+    gx = -(y * s);
+    gy = -(x * s);
+  }
+};
+
+// -(y log x + (1 - y) log(1 - x)), each log clamped at >= -100; log(1 - x) is
+// log1p(-x) below 1/2 and the log of the exact 1 - x above. Gradients are
+// torch's: (x - y) / max(x (1 - x), 1e-12f), and -logit(x) (unclamped) for the target.
+struct BCEFn : ProbCheck {
+  LOSSX_CU_PW_EVAL {
+    (void)p; (void)pw;
+    const A lx = d_log(x);  // -inf at 0; exact for denormals (no flush-to-zero here)
+    const A omx = A(1) - x;
+    const A l1x = x >= A(0.5) ? d_log(omx) : d_log1p(-x);
+    l = -(y * d_max(lx, A(-100))) + (y - A(1)) * d_max(l1x, A(-100));
+    gx = (x - y) / d_max(omx * x, A(1e-12f));  // torch: float EPSILON, in every dtype
+    gy = l1x - lx;
+  }
+};
+
+// log_target=False: xlogy(y, y) - y x (0 where y = 0, NaN where y < 0); True: exp(y) (y - x).
+struct KLDivFn : NoCheck {
+  LOSSX_CU_PW_EVAL {
+    (void)pw;
+    if (p.log_target) {
+      const A ey = keep_nan(y, d_exp(y));
+      const A df = y - x;
+      l = ey * df;
+      gx = -ey;
+      gy = ey * (df + A(1));
+    } else {
+      const bool pos = y > A(0);
+      const A ly = d_log(pos ? y : A(1));
+      const A xl = (y < A(0) || is_nan(y)) ? static_cast<A>(NAN) : (pos ? y * ly : A(0));
+      l = -(y * x) + xl;
+      gx = -y;
+      gy = keep_nan(y, (ly + A(1)) - x);
+    }
+  }
+};
+
+// log_input: exp(x) - y x; else x - y log(x + eps). full adds Stirling's
+// y log y - y + log(2 pi y) / 2 where y > 1 (NaN targets keep it: NaN).
+struct PoissonNLLFn : NoCheck {
+  LOSSX_CU_PW_EVAL {
+    (void)pw;
+    if (p.log_input) {
+      const A ex = keep_nan(x, d_exp(x));
+      l = -(y * x) + ex;
+      gx = ex - y;
+      gy = -x;
+    } else {
+      const A xe = x + p.beta;
+      const A lg = keep_nan(xe, d_log(xe));
+      l = -(y * lg) + x;
+      gx = A(1) - y / xe;
+      gy = -lg;
+    }
+    if (p.full) {
+      const bool big = y > A(1);
+      const A ys = big ? y : A(1);
+      const A ly = d_log(ys);
+      const A st = A(0.5) * d_log(A(6.283185307179586) * ys) + (ys * ly - ys);
+      l += big ? st : A(0);
+      gy += big ? ly + A(0.5) / ys : A(0);
+      l = keep_nan(y, l);
+      gy = keep_nan(y, gy);
+    }
+  }
+};
+
+#undef LOSSX_CU_PW_EVAL
+
+// ---------------------------------------------------------- the table ----
+
+// Loss id (from the .def) -> CUDA functor; `void` where none exists yet.
+template <PointwiseLoss K>
+struct CudaPw {
+  using type = void;
+};
+#define LOSSX_CUDA_POINTWISE(id, fn)      \
+  template <>                             \
+  struct CudaPw<PointwiseLoss::id> {      \
+    using type = fn;                      \
+  };
+LOSSX_CUDA_POINTWISE(kL1, L1Fn)
+LOSSX_CUDA_POINTWISE(kMse, MseFn)
+LOSSX_CUDA_POINTWISE(kSmoothL1, SmoothL1Fn)
+LOSSX_CUDA_POINTWISE(kHuber, HuberFn)
+LOSSX_CUDA_POINTWISE(kBCEWithLogits, BCEWithLogitsFn)
+LOSSX_CUDA_POINTWISE(kSoftMargin, SoftMarginFn)
+LOSSX_CUDA_POINTWISE(kBCE, BCEFn)
+LOSSX_CUDA_POINTWISE(kKLDiv, KLDivFn)
+LOSSX_CUDA_POINTWISE(kPoissonNLL, PoissonNLLFn)
+#undef LOSSX_CUDA_POINTWISE
+
+// One element, as the CPU loop does it: the functor, then the weight on the
+// value and both gradients (the caller scales the gradients).
+template <class Fn, typename A>
+LOSSX_HD void pw_element(const PwOpt<A>& o, A x, A y, A pw, bool has_w, A w, A& l, A& gx, A& gy) {
+  Fn::eval(o, x, y, pw, l, gx, gy);
+  if (has_w) {
+    l *= w;
+    gx *= w;
+    gy *= w;
+  }
+}
+
+#ifndef LOSSX_PW_FUNCTORS_ONLY
+// ----------------------------------------------------------------- kernel ----
+
+constexpr int kThreads = 256;
+constexpr int kUnroll = 4;         // groups whose loads are in flight per thread
+constexpr int64_t kMaxBlocks = 4096;  // fixed, not per GPU: the summation order depends on n only
+
+template <typename T>
+struct PwParams {
+  using A = typename AccOf<T>::type;
+  int64_t n;
+  const T* x;
+  const T* y;
+  const A* w;  // element i: w[i % wp]
+  int64_t wp;
+  const A* pw;
+  int64_t pwp;
+  PwOpt<A> opt;
+  bool none, mean;
+  bool vec;  // every per-element stream is 16-byte aligned
+  double divisor;
+  A* loss;  // n values ("none"), else unused (sum_partials writes the one value)
+  T* gx;
+  T* gy;
+  const A* go;  // n values ("none") or one; nullptr = 1
+  double* partial;           // one per block (reductions)
+  unsigned long long* bad;   // [2]: smallest bad input / target position (checked losses)
+};
+
+// i % m, with a 32-bit division when both fit (a 64-bit one is far slower).
+__device__ __forceinline__ int64_t mod64(int64_t i, int64_t m) {
+  if (((i | m) >> 32) == 0) return static_cast<uint32_t>(i) % static_cast<uint32_t>(m);
+  return i % m;
+}
+
+// Elements [e0, e0 + M): value, weights, gradients, stores; adds to `acc`.
+template <typename T, class Fn, bool kGrad, int M>
+__device__ __forceinline__ void pw_elems(const PwParams<T>& p, int64_t e0, const T (&xr)[M], const T (&yr)[M],
+                                         bool vec, typename AccOf<T>::type gscale,
+                                         typename AccOf<T>::type& acc) {
+  using A = typename AccOf<T>::type;
+  A ls[M], gos[M];
+  T gxs[M], gys[M];
+  if (kGrad && p.none) {
+    if (p.go) {
+      ld_group<A, M>(p.go, e0, vec, gos);
+    } else {
+#pragma unroll
+      for (int e = 0; e < M; ++e) gos[e] = A(1);
+    }
+  }
+  // Broadcast weights: the index into the weight advances with wrap-around,
+  // one modulo per group.
+  int64_t kw = 0, kp = 0;
+  if (p.w) kw = p.wp == p.n ? e0 : mod64(e0, p.wp);
+  if (p.pw) kp = p.pwp == p.n ? e0 : mod64(e0, p.pwp);
+#pragma unroll
+  for (int e = 0; e < M; ++e) {
+    const A x = to_acc(xr[e]), y = to_acc(yr[e]);
+    A pwv = A(1), wv = A(1);
+    if (p.pw) {
+      pwv = __ldg(p.pw + kp);
+      if (++kp == p.pwp) kp = 0;
+    }
+    if (p.w) {
+      wv = __ldg(p.w + kw);
+      if (++kw == p.wp) kw = 0;
+    }
+    A l, gx, gy;
+    pw_element<Fn>(p.opt, x, y, pwv, p.w != nullptr, wv, l, gx, gy);
+    if (Fn::kCheckInput && Fn::bad_input(x)) note_bad(p.bad, e0 + e);
+    if (Fn::kCheckTarget && Fn::bad_target(y)) note_bad(p.bad + 1, e0 + e);
+    if (p.none) ls[e] = l;
+    else acc += l;
+    if (kGrad) {
+      const A s = p.none ? gos[e] : gscale;
+      gxs[e] = from_acc<T>(gx * s);
+      gys[e] = from_acc<T>(gy * s);
+    }
+  }
+  if (p.none) st_group<A, M>(p.loss, e0, vec, ls);
+  if (kGrad) {
+    if (p.gx) st_group<T, M>(p.gx, e0, vec, gxs);
+    if (p.gy) st_group<T, M>(p.gy, e0, vec, gys);
+  }
+}
+
+template <typename T, class Fn, bool kGrad>
+__global__ void __launch_bounds__(kThreads) pw_kernel(const PwParams<T> p) {
+  using A = typename AccOf<T>::type;
+  constexpr int G = 16 / sizeof(T);
+  __shared__ double sm[33];
+  A gscale = A(1);
+  if (kGrad && !p.none) {  // as the CPU: double grad_output / divisor, then the compute type
+    double s = p.go ? static_cast<double>(p.go[0]) : 1.0;
+    if (p.mean) s /= p.divisor;
+    gscale = static_cast<A>(s);
+  }
+  A acc = A(0);
+  const int64_t P = static_cast<int64_t>(gridDim.x) * kThreads;
+  const int64_t t = static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x;
+  const int64_t ngroups = p.n / G;
+  for (int64_t g0 = t; g0 < ngroups; g0 += kUnroll * P) {
+    T xr[kUnroll][G], yr[kUnroll][G];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int64_t g = g0 + u * P;
+      if (g < ngroups) {
+        ld_group<T, G>(p.x, g * G, p.vec, xr[u]);
+        ld_group<T, G>(p.y, g * G, p.vec, yr[u]);
+      }
+    }
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int64_t g = g0 + u * P;
+      if (g < ngroups) pw_elems<T, Fn, kGrad, G>(p, g * G, xr[u], yr[u], p.vec, gscale, acc);
+    }
+  }
+  // The n % G last elements: one per thread of the first block.
+  const int64_t tail0 = ngroups * G;
+  if (t < p.n - tail0) {
+    const T xr[1] = {p.x[tail0 + t]}, yr[1] = {p.y[tail0 + t]};
+    pw_elems<T, Fn, kGrad, 1>(p, tail0 + t, xr, yr, false, gscale, acc);
+  }
+  if (!p.none) {
+    const double s = block_sum(static_cast<double>(acc), sm);
+    if (threadIdx.x == 0) p.partial[blockIdx.x] = s;
+  }
+}
+
+// ---------------------------------------------------------------- launch ----
+
+template <typename T, class Fn>
+Status launch(const PointwiseArgs& a, StatusInfo* info) {
+  using A = typename AccOf<T>::type;
+  constexpr int G = 16 / sizeof(T);
+  constexpr bool kCheck = Fn::kCheckInput || Fn::kCheckTarget;
+  DeviceGuard guard;
+  LOSSX_CU(guard.enter(a.loss));
+  cudaStream_t stream = static_cast<cudaStream_t>(a.stream);
+  const int64_t n = a.n;
+  const bool none = a.reduction == Reduction::kNone;
+  const bool grad = a.grad_input != nullptr || a.grad_target != nullptr;
+
+  PwParams<T> p;
+  p.n = n;
+  p.x = static_cast<const T*>(a.input);
+  p.y = static_cast<const T*>(a.target);
+  p.w = static_cast<const A*>(a.weight);
+  p.wp = a.weight_period;
+  p.pw = static_cast<const A*>(a.pos_weight);
+  p.pwp = a.pos_weight_period;
+  p.opt = PwOpt<A>{static_cast<A>(a.beta), a.pos_weight != nullptr, a.log_target, a.log_input, a.full};
+  p.none = none;
+  p.mean = a.reduction == Reduction::kMean;
+  p.divisor = a.mean_divisor > 0 ? a.mean_divisor : static_cast<double>(n);
+  p.loss = static_cast<A*>(a.loss);
+  p.gx = static_cast<T*>(a.grad_input);
+  p.gy = static_cast<T*>(a.grad_target);
+  p.go = static_cast<const A*>(a.grad_output);
+  p.vec = aligned16(p.x) && aligned16(p.y) && (!grad || (aligned16(p.gx) && aligned16(p.gy))) &&
+          (!none || (aligned16(p.loss) && (!grad || aligned16(p.go))));
+
+  const int64_t ngroups = n / G;
+  int64_t blocks = (ngroups + kThreads * kUnroll - 1) / (kThreads * kUnroll);
+  if (blocks > kMaxBlocks) blocks = kMaxBlocks;
+  if (blocks < 1 && n > 0) blocks = 1;
+
+  // Workspace: [2 error slots][one partial per block].
+  const size_t slot_bytes = kCheck ? 16 : 0;
+  const size_t bytes = slot_bytes + (none ? 0 : sizeof(double) * static_cast<size_t>(blocks));
+  void* ws = nullptr;
+  if (bytes > 0) LOSSX_CU(cudaMallocAsync(&ws, bytes, stream));
+  p.bad = kCheck ? static_cast<unsigned long long*>(ws) : nullptr;
+  p.partial = none ? nullptr : reinterpret_cast<double*>(static_cast<char*>(ws) + slot_bytes);
+
+  // From here on every path must free ws: keep the first error.
+  cudaError_t err = cudaSuccess;
+  const char* where = "";
+  auto step = [&](cudaError_t e, const char* w) {
+    if (err == cudaSuccess && e != cudaSuccess) {
+      err = e;
+      where = w;
+    }
+  };
+  if (kCheck) step(cudaMemsetAsync(p.bad, 0xff, 16, stream), "cudaMemsetAsync(error slots)");
+  if (blocks > 0 && err == cudaSuccess) {
+    if (grad) pw_kernel<T, Fn, true><<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(p);
+    else pw_kernel<T, Fn, false><<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(p);
+    step(cudaGetLastError(), "pw_kernel launch");
+  }
+  if (!none && err == cudaSuccess) {
+    sum_partials<A><<<1, 1024, 0, stream>>>(p.partial, blocks, p.mean, p.divisor, p.loss);
+    step(cudaGetLastError(), "sum_partials launch");
+  }
+  // Checked losses: the error slots come back to the host (the only sync).
+  unsigned long long slot[2] = {~0ull, ~0ull};
+  if (kCheck && err == cudaSuccess)
+    step(cudaMemcpyAsync(slot, p.bad, sizeof(slot), cudaMemcpyDeviceToHost, stream), "cudaMemcpyAsync(error slots)");
+  if (ws) step(cudaFreeAsync(ws, stream), "cudaFreeAsync");
+  if (kCheck && err == cudaSuccess) step(cudaStreamSynchronize(stream), "cudaStreamSynchronize");
+  if (err != cudaSuccess) return cuda_fail(info, err, where);
+  if (kCheck && (slot[0] != ~0ull || slot[1] != ~0ull)) {
+    // The input rule first, as the CPU path checks the whole input before the target.
+    const bool in_x = slot[0] != ~0ull;
+    const int64_t pos = static_cast<int64_t>(in_x ? slot[0] : slot[1]);
+    T raw;
+    LOSSX_CU(cudaMemcpyAsync(&raw, (in_x ? p.x : p.y) + pos, sizeof(T), cudaMemcpyDeviceToHost, stream));
+    LOSSX_CU(cudaStreamSynchronize(stream));
+    const double v = host_value(raw);
+    char msg[200];
+    std::snprintf(msg, sizeof(msg), "%s: %s; element %lld is %g", pointwise_name(a.kind),
+                  in_x ? Fn::kInputRule : Fn::kTargetRule, static_cast<long long>(pos), v);
+    return fail(info, Status::kInvalidArgument, msg, pos, std::isfinite(v) ? static_cast<int64_t>(v) : 0);
+  }
+  return Status::kOk;
+}
+
+template <typename T, class Fn>
+Status launch_or_missing(const PointwiseArgs& a, StatusInfo* info) {
+  if constexpr (std::is_void_v<Fn>) {
+    char msg[160];
+    std::snprintf(msg, sizeof(msg),
+                  "%s has no CUDA kernel yet (no functor in cuda/pointwise.cu); pass NumPy arrays",
+                  pointwise_name(a.kind));
+    return fail(info, Status::kNotCompiled, msg);
+  } else {
+    return launch<T, Fn>(a, info);
+  }
+}
+
+template <typename T>
+Status pointwise_typed(const PointwiseArgs& a, StatusInfo* info) {
+  switch (a.kind) {
+#define LOSSX_POINTWISE(id, name, fn) \
+  case PointwiseLoss::id:             \
+    return launch_or_missing<T, typename CudaPw<PointwiseLoss::id>::type>(a, info);
+#include "lossx/pointwise_losses.def"
+#undef LOSSX_POINTWISE
+    default:
+      break;
+  }
+  return fail(info, Status::kInvalidArgument, "unknown pointwise loss");
+}
+
+}  // namespace
+
+Status pointwise(const PointwiseArgs& a, StatusInfo* info) {
+  switch (a.dtype) {
+    case DType::kF32: return pointwise_typed<float>(a, info);
+    case DType::kF64: return pointwise_typed<double>(a, info);
+    case DType::kF16: return pointwise_typed<__half>(a, info);
+    case DType::kBF16: return pointwise_typed<__nv_bfloat16>(a, info);
+  }
+  return fail(info, Status::kUnsupported, "unsupported dtype");
+}
+
+bool pointwise_supported(PointwiseLoss kind) {
+  switch (kind) {
+#define LOSSX_POINTWISE(id, name, fn) \
+  case PointwiseLoss::id:             \
+    return !std::is_void_v<typename CudaPw<PointwiseLoss::id>::type>;
+#include "lossx/pointwise_losses.def"
+#undef LOSSX_POINTWISE
+    default:
+      return false;
+  }
+}
+
+}  // namespace cuda
+}  // namespace lossx
+#else   // LOSSX_PW_FUNCTORS_ONLY
+}  // namespace
+}  // namespace cuda
+}  // namespace lossx
+#endif  // LOSSX_PW_FUNCTORS_ONLY

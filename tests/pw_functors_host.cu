@@ -1,0 +1,71 @@
+// The CUDA pointwise functors of cuda/pointwise.cu compiled for the HOST (nvcc,
+// no kernels, no CUDA runtime calls), so that tests/test_pointwise_cuda_functors.py
+// can check the GPU path's formulas against the CPU kernels on a machine without
+// a GPU. Built by that test: nvcc -shared -DLOSSX_PW_FUNCTORS_ONLY ...
+#define LOSSX_PW_FUNCTORS_ONLY 1
+#include "../cuda/pointwise.cu"
+
+#include <type_traits>
+
+namespace lossx {
+namespace cuda {
+namespace {
+
+// Element i as pw_elems computes it on the device: functor, weight, scale.
+template <class Fn, typename A>
+void host_run(const PwOpt<A>& o, int64_t n, const A* x, const A* y, const A* w, int64_t wp, const A* pw,
+              int64_t pwp, const A* go, A* l, A* gx, A* gy, int64_t* bad) {
+  bad[0] = bad[1] = -1;
+  for (int64_t i = 0; i < n; ++i) {
+    A li, gxi, gyi;
+    pw_element<Fn>(o, x[i], y[i], pw ? pw[i % pwp] : A(1), w != nullptr, w ? w[i % wp] : A(1), li, gxi, gyi);
+    if (Fn::kCheckInput && Fn::bad_input(x[i]) && bad[0] < 0) bad[0] = i;
+    if (Fn::kCheckTarget && Fn::bad_target(y[i]) && bad[1] < 0) bad[1] = i;
+    const A s = go ? go[i] : A(1);
+    l[i] = li;
+    gx[i] = gxi * s;
+    gy[i] = gyi * s;
+  }
+}
+
+template <class Fn, typename A>
+int host_typed(int has_pw, double beta, int log_target, int log_input, int full, int64_t n, const void* x,
+               const void* y, const void* w, int64_t wp, const void* pw, int64_t pwp, const void* go, void* l,
+               void* gx, void* gy, int64_t* bad) {
+  if constexpr (std::is_void_v<Fn>) {
+    return -1;
+  } else {
+    const PwOpt<A> o{static_cast<A>(beta), has_pw != 0, log_target != 0, log_input != 0, full != 0};
+    host_run<Fn, A>(o, n, static_cast<const A*>(x), static_cast<const A*>(y), static_cast<const A*>(w), wp,
+                    static_cast<const A*>(pw), pwp, static_cast<const A*>(go), static_cast<A*>(l),
+                    static_cast<A*>(gx), static_cast<A*>(gy), bad);
+    return 0;
+  }
+}
+
+}  // namespace
+}  // namespace cuda
+}  // namespace lossx
+
+// kind: the .def position; f64: float64 (else float32) arrays. Returns -1 for a
+// loss without a CUDA functor, -2 for an unknown kind.
+extern "C" int lossx_pw_host(int kind, int f64, double beta, int log_target, int log_input, int full, int64_t n,
+                             const void* x, const void* y, const void* w, int64_t wp, const void* pw, int64_t pwp,
+                             const void* go, void* l, void* gx, void* gy, int64_t* bad) {
+  using namespace lossx;
+  using namespace lossx::cuda;
+  switch (static_cast<PointwiseLoss>(kind)) {
+#define LOSSX_POINTWISE(id, name, fn)                                                                     \
+  case PointwiseLoss::id: {                                                                               \
+    using F = typename CudaPw<PointwiseLoss::id>::type;                                                   \
+    return f64 ? host_typed<F, double>(pw != nullptr, beta, log_target, log_input, full, n, x, y, w, wp, pw, \
+                                       pwp, go, l, gx, gy, bad)                                           \
+               : host_typed<F, float>(pw != nullptr, beta, log_target, log_input, full, n, x, y, w, wp, pw, \
+                                      pwp, go, l, gx, gy, bad);                                           \
+  }
+#include "lossx/pointwise_losses.def"
+#undef LOSSX_POINTWISE
+    default:
+      return -2;
+  }
+}

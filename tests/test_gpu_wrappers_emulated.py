@@ -1,0 +1,190 @@
+"""The GPU code path of the Python wrappers (pointwise and pairwise/embedding
+families), without a GPU: PyTorch CPU tensors stand in for CUDA tensors
+(lossx._gpu.TorchBackend handles them) and the kernel call is sent to the CPU
+kernels with the same raw pointers.
+
+This exercises what tests/cuda cannot check on a machine without a GPU: the
+GPU backend's array handling in the wrappers (device/library checks, weight
+broadcasting with the caller's library, dtype casts, grad_output arrays, empty
+arrays, output namespaces and 0-d losses). The CUDA kernels themselves are
+tested in tests/cuda; their formulas in test_pointwise_cuda_functors.py.
+"""
+import numpy as np
+import pytest
+import torch
+
+import lossx
+from lossx import _array, _core, _gpu, embedding, pointwise
+
+from test_embedding import _triplet_inputs
+from test_pointwise import CASES
+
+pytestmark = pytest.mark.filterwarnings("ignore:reduction. 'mean' divides:UserWarning")
+
+
+class _Stream:
+    cuda_stream = 0
+
+
+class _CpuKernels:
+    """_core, with the device code of pointwise/pairwise calls replaced by the CPU's."""
+
+    device_calls = 0
+
+    def __getattr__(self, name):
+        return getattr(_core, name)
+
+    @classmethod
+    def _cpu(cls, device, stream):
+        if device == _array.CUDA:
+            assert stream == 0  # the stand-in stream
+            cls.device_calls += 1
+        return _array.CPU
+
+    def pointwise(self, device, stream, *args):
+        return _core.pointwise(self._cpu(device, stream), 0, *args)
+
+    def pairwise(self, device, stream, *args):
+        return _core.pairwise(self._cpu(device, stream), 0, *args)
+
+
+@pytest.fixture
+def fake_gpu(monkeypatch):
+    real_is_gpu = _array.is_gpu
+    monkeypatch.setattr(_array, "is_gpu", lambda x: isinstance(x, torch.Tensor) or real_is_gpu(x))
+    monkeypatch.setattr(_array, "require_cuda", lambda fn: None)
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: _Stream())
+    monkeypatch.setattr(pointwise, "_core", _CpuKernels())
+    monkeypatch.setattr(embedding, "_core", _CpuKernels())
+
+
+def t(a):
+    return torch.from_numpy(np.array(a, order="C"))  # (ascontiguousarray would make 0-d arrays 1-d)
+
+
+@pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
+@pytest.mark.parametrize("case", list(CASES))
+def test_pointwise_through_the_gpu_backend(fake_gpu, case, reduction, rng):
+    name, make, opts, _ = CASES[case]
+    fn = getattr(lossx, name)
+    for shape in ((7,), (3, 5, 7)):
+        x, y, extra = make(rng, shape)
+        x, y = x.astype(np.float32), y.astype(np.float32)
+        extra = {k: v.astype(np.float32) for k, v in extra.items()}
+        go = rng.uniform(-1, 1, shape).astype(np.float32) if reduction == "none" else 0.5
+        cl, (cgx, cgy) = fn(x, y, reduction=reduction, **extra, **opts, return_grad=True, grad_output=go)
+        gl, (ggx, ggy) = fn(t(x), t(y), reduction=reduction, **{k: t(v) for k, v in extra.items()}, **opts,
+                            return_grad=True, grad_output=t(go) if reduction == "none" else go)
+        for a, c in ((gl, cl), (ggx, cgx), (ggy, cgy)):
+            assert isinstance(a, torch.Tensor)
+            assert tuple(a.shape) == np.shape(c)
+            np.testing.assert_array_equal(a.numpy(), np.asarray(c))
+        # Host (NumPy) weights with a device input are uploaded; forward only.
+        calls = _CpuKernels.device_calls
+        f = fn(t(x), t(y), reduction=reduction, **extra, **opts)
+        assert _CpuKernels.device_calls == calls + 1  # it took the GPU path
+        np.testing.assert_array_equal(f.numpy(), np.asarray(fn(x, y, reduction=reduction, **extra, **opts)))
+
+
+@pytest.mark.parametrize("wshape", [(3, 1, 1), (5, 1), (1, 5, 7), ()], ids=str)
+def test_weight_broadcast_with_the_callers_library(fake_gpu, wshape, rng):
+    x, y = rng.standard_normal((3, 5, 7)).astype(np.float32), rng.random((3, 5, 7)).astype(np.float32)
+    w = rng.uniform(0.5, 2, wshape).astype(np.float32)
+    pw = rng.uniform(0.5, 2, (7,)).astype(np.float32)
+    c, (cg, cgt) = lossx.binary_cross_entropy_with_logits(x, y, w, pos_weight=pw, return_grad=True)
+    g, (gg, ggt) = lossx.binary_cross_entropy_with_logits(t(x), t(y), t(w), pos_weight=t(pw), return_grad=True)
+    assert g.shape == () and isinstance(g, torch.Tensor)
+    np.testing.assert_array_equal(g.numpy(), c)
+    np.testing.assert_array_equal(gg.numpy(), cg)
+    np.testing.assert_array_equal(ggt.numpy(), cgt)
+
+
+def test_mixed_dtypes_and_kl_variants(fake_gpu, rng):
+    x = rng.standard_normal((4, 6)).astype(np.float32)
+    y = rng.standard_normal((4, 6))
+    c, (cg, cgt) = lossx.huber_loss(x, y, delta=0.5, return_grad=True)
+    g, (gg, ggt) = lossx.huber_loss(t(x), t(y), delta=0.5, return_grad=True)
+    assert gg.dtype == torch.float32 and ggt.dtype == torch.float64
+    np.testing.assert_array_equal(g.numpy(), c)
+    np.testing.assert_array_equal(ggt.numpy(), cgt)
+    p = rng.random((4, 6)).astype(np.float32)
+    for red in ("batchmean", "none"):
+        c, (cg, _) = lossx.kl_div(x, p, reduction=red, return_grad=True)
+        g, (gg, _) = lossx.kl_div(t(x), t(p), reduction=red, return_grad=True)
+        np.testing.assert_array_equal(g.numpy(), c)
+        np.testing.assert_array_equal(gg.numpy(), cg)
+    c = lossx.kl_div(np.array(0.3), np.array(0.5), reduction="batchmean")
+    g = lossx.kl_div(t(np.array(0.3)), t(np.array(0.5)), reduction="batchmean")
+    assert g.shape == () and float(g) == float(c)
+
+
+@pytest.mark.parametrize("name", lossx._catalog.names("pointwise"))
+def test_empty(fake_gpu, name):
+    e = torch.zeros((0, 3))
+    fn = getattr(lossx, name)
+    assert np.isnan(float(fn(e, e)))
+    assert float(fn(e, e, reduction="sum")) == 0.0
+    loss, (gx, gy) = fn(e, e, reduction="none", return_grad=True)
+    assert tuple(loss.shape) == tuple(gx.shape) == tuple(gy.shape) == (0, 3)
+
+
+def test_bad_arguments_raise(fake_gpu):
+    x = torch.zeros(4)
+    with pytest.raises(TypeError, match="target must be float32"):
+        lossx.mse_loss(x, torch.zeros(4, dtype=torch.int32))
+    with pytest.raises(TypeError, match="weight must be float32"):
+        lossx.binary_cross_entropy_with_logits(x, x, torch.ones(4, dtype=torch.int64))
+    with pytest.raises(ValueError, match=r"\(4,\).*\(5,\)"):
+        lossx.mse_loss(x, torch.zeros(5))
+    with pytest.raises(ValueError, match="grad_output"):
+        lossx.mse_loss(x, x, reduction="none", return_grad=True, grad_output=torch.ones(3))
+
+
+def test_device_and_library_mismatch_messages():
+    # The checks of TorchBackend.asarray, on a backend that believes it is on cuda:0
+    # (a "meta" tensor stands for a tensor on another device).
+    be = _gpu.TorchBackend.__new__(_gpu.TorchBackend)
+    be._torch, be._dev = torch, torch.device("cuda", 0)
+    with pytest.raises(ValueError, match="mse_loss: target is on meta but the input is on cuda:0; pass all"):
+        be.asarray(torch.zeros(4, device="meta"), "mse_loss", "target")
+
+    class ForeignGpuArray:
+        __cuda_array_interface__ = {"shape": (4,), "typestr": "<f4", "data": (64, False), "version": 3}
+
+    with pytest.raises(TypeError, match="pos_weight is a GPU array of type .*ForeignGpuArray.* one library"):
+        be.asarray(ForeignGpuArray(), "bce", "pos_weight")
+
+
+@pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
+@pytest.mark.parametrize("shape", [(7, 5), (9,), (0, 4)], ids=str)
+def test_embedding_through_the_gpu_backend(fake_gpu, reduction, shape, rng):
+    xs = _triplet_inputs(rng, shape, np.float32)
+    go = rng.uniform(-1, 1, shape[:-1]).astype(np.float32) if reduction == "none" else 0.5
+    calls = _CpuKernels.device_calls
+    cl, cg = lossx.triplet_margin_loss(*xs, margin=0.7, p=1.5, swap=True, reduction=reduction, return_grad=True,
+                                       grad_output=go)
+    gl, gg = lossx.triplet_margin_loss(*[t(x) for x in xs], margin=0.7, p=1.5, swap=True, reduction=reduction,
+                                       return_grad=True, grad_output=t(go) if reduction == "none" else go)
+    assert _CpuKernels.device_calls == calls + 1
+    np.testing.assert_array_equal(gl.numpy(), cl)
+    for a, c in zip(gg, cg):
+        assert isinstance(a, torch.Tensor) and tuple(a.shape) == c.shape
+        np.testing.assert_array_equal(a.numpy(), c)
+    y = np.where(rng.random(shape[:-1]) < 0.5, -1, 1)
+    for target in (y, t(y), t(y.astype(np.float64))):  # host labels, device int64 and float64 labels
+        cl, cg = lossx.cosine_embedding_loss(xs[0], xs[1], y, 0.2, reduction, return_grad=True, grad_output=go)
+        gl, gg = lossx.cosine_embedding_loss(t(xs[0]), t(xs[1]), target, 0.2, reduction, return_grad=True,
+                                             grad_output=t(go) if reduction == "none" else go)
+        np.testing.assert_array_equal(gl.numpy(), cl)
+        for a, c in zip(gg, cg):
+            np.testing.assert_array_equal(a.numpy(), c)
+
+
+def test_embedding_bad_arguments_raise(fake_gpu):
+    x = torch.zeros((2, 3))
+    with pytest.raises(TypeError, match="negative has dtype"):
+        lossx.triplet_margin_loss(x, x, torch.zeros((2, 3), dtype=torch.float64))
+    with pytest.raises(TypeError, match="target must be numeric"):
+        lossx.cosine_embedding_loss(x, x, torch.zeros(2, dtype=torch.bool))
+    with pytest.raises(ValueError, match=r"target has shape \(3,\)"):
+        lossx.cosine_embedding_loss(x, x, torch.ones(3))

@@ -1,0 +1,147 @@
+"""cuda/pointwise.cu's device functors, compiled for the HOST by nvcc
+(tests/pw_functors_host.cu: the same source, no kernels), against lossx's CPU
+kernels on the same inputs.
+
+This checks the GPU path's formulas (value, both gradients, weights and
+grad_output, NaN propagation, BCE's -100 clamps and float32 denormals, the value
+rules of binary_cross_entropy and soft_margin_loss) on machines without a GPU.
+The kernels' memory traffic, reductions and streams are tested on a GPU by
+tests/cuda/test_pointwise_cuda.py. Skipped where nvcc is not installed; a
+compile error fails the test.
+"""
+import ctypes
+
+import numpy as np
+import pytest
+
+import lossx
+
+from _util import NVCC, build_host_lib
+from test_pointwise import CASES
+
+pytestmark = [
+    pytest.mark.skipif(NVCC is None, reason="nvcc is not installed"),
+    pytest.mark.filterwarnings("ignore:reduction. 'mean' divides:UserWarning"),
+]
+
+# Host libm (glibc's expf/logf/log1pf, <= 1 ulp) against Highway's and lossx's
+# vector exp/log (<= 2 ulp): the tolerance of tests/cuda/test_pointwise_cuda.py,
+# 32 ulps of the compute type relative to the array's largest magnitude.
+K = 32
+ULP = {np.dtype(np.float32): 2.0**-23, np.dtype(np.float64): 2.0**-52}
+DEFAULT_BETA = {"smooth_l1_loss": 1.0, "huber_loss": 1.0, "poisson_nll_loss": 1e-8}
+BETA_KEY = {"smooth_l1_loss": "beta", "huber_loss": "delta", "poisson_nll_loss": "eps"}
+CODE = {name: i for i, name in enumerate(lossx._core.pointwise_names)}
+
+
+@pytest.fixture(scope="module")
+def host_lib(tmp_path_factory):
+    lib = build_host_lib(tmp_path_factory.mktemp("pw_host"), "pw_functors_host.cu")
+    p, i64 = ctypes.c_void_p, ctypes.c_int64
+    lib.lossx_pw_host.restype = ctypes.c_int
+    lib.lossx_pw_host.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_double, ctypes.c_int, ctypes.c_int,
+                                  ctypes.c_int, i64, p, p, p, i64, p, i64, p, p, p, p, ctypes.POINTER(i64)]
+    return lib
+
+
+def run_host(lib, name, x, y, weight=None, pos_weight=None, grad_output=None, **opts):
+    """What the CUDA kernel computes per element for reduction="none": (loss, d_input, d_target, bad)."""
+    dt = x.dtype
+    shape = x.shape
+
+    def flat(a):
+        return None if a is None else np.ascontiguousarray(np.broadcast_to(np.asarray(a, dt), shape)).ravel()
+
+    xf, yf, w, pw, go = flat(x), flat(y), flat(weight), flat(pos_weight), flat(grad_output)
+    n = xf.size
+    loss, gx, gy = np.empty(n, dt), np.empty(n, dt), np.empty(n, dt)
+    bad = (ctypes.c_int64 * 2)()
+    ptr = lambda a: None if a is None else a.ctypes.data  # noqa: E731
+    beta = float(opts.get(BETA_KEY.get(name, "beta"), DEFAULT_BETA.get(name, 1.0)))
+    rc = lib.lossx_pw_host(CODE[name], int(dt == np.float64), beta, int(opts.get("log_target", False)),
+                           int(opts.get("log_input", True)), int(opts.get("full", False)), n, ptr(xf), ptr(yf),
+                           ptr(w), n, ptr(pw), n, ptr(go), ptr(loss), ptr(gx), ptr(gy), bad)
+    assert rc == 0, f"{name}: no CUDA functor (rc {rc})"
+    return loss.reshape(shape), gx.reshape(shape), gy.reshape(shape), (bad[0], bad[1])
+
+
+def check(a, c, what, dtype):
+    a = np.asarray(a, np.float64)
+    c = np.asarray(c, np.float64)
+    np.testing.assert_array_equal(np.isnan(a), np.isnan(c), err_msg=what + ": NaN pattern")
+    np.testing.assert_array_equal(np.isinf(a), np.isinf(c), err_msg=what + ": inf pattern")
+    np.testing.assert_array_equal(a[np.isinf(c)], c[np.isinf(c)], err_msg=what + ": infinities")
+    fin = np.isfinite(c)
+    scale = float(np.max(np.abs(c[fin]))) if fin.any() else 1.0
+    rt = K * ULP[np.dtype(dtype)]
+    np.testing.assert_allclose(a[fin], c[fin], rtol=rt, atol=rt * scale + 1e-300, err_msg=what)
+
+
+def compare(lib, name, x, y, extra, opts, dtype, go, what):
+    fn = getattr(lossx, name)
+    cl, (cgx, cgy) = fn(x, y, reduction="none", **extra, **opts, return_grad=True, grad_output=go)
+    hl, hgx, hgy, _ = run_host(lib, name, x, y, grad_output=go, **extra, **opts)
+    check(hl, cl, what + " loss", dtype)
+    check(hgx, cgx, what + " d_input", dtype)
+    check(hgy, cgy, what + " d_target", dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("case", list(CASES))
+def test_functor_matches_cpu(host_lib, case, dtype, rng):
+    name, make, opts, _ = CASES[case]
+    for shape in ((1003,), (3, 5, 7)):
+        x, y, extra = make(rng, shape)
+        x, y = x.astype(dtype), y.astype(dtype)
+        extra = {k: v.astype(dtype) for k, v in extra.items()}
+        go = rng.uniform(-1.5, 1.5, shape).astype(dtype)
+        compare(host_lib, name, x, y, extra, opts, dtype, go, f"{case} {shape}")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("case", [c for c in CASES if CASES[c][0] != "binary_cross_entropy"])
+def test_functor_nan_like_cpu(host_lib, case, dtype, rng):
+    name, make, opts, _ = CASES[case]
+    x, y, extra = make(rng, (37,))
+    x, y = x.astype(dtype), y.astype(dtype)
+    x[[2, 20]] = np.nan
+    if name != "soft_margin_loss":
+        y[[5, 20]] = np.nan
+    extra = {k: v.astype(dtype) for k, v in extra.items()}
+    compare(host_lib, name, x, y, extra, opts, dtype, None, case)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+def test_functor_extremes(host_lib, dtype):
+    x = np.array([-200, -90, -30, -1e-3, 0, 1e-3, 30, 90, 200], dtype)
+    y = np.array([0, 1, 1, 0.5, 1, 0, 0.2, 0, 1], dtype)
+    compare(host_lib, "binary_cross_entropy_with_logits", x, y, {}, {}, dtype, None, "bce logits")
+    compare(host_lib, "binary_cross_entropy_with_logits", x, y, {"pos_weight": np.full(9, 2.5, dtype)}, {}, dtype,
+            None, "bce logits pos_weight")
+    compare(host_lib, "soft_margin_loss", x, np.where(y > 0.5, 1, -1).astype(dtype), {}, {}, dtype, None,
+            "soft margin")
+    p = np.array([0, 1, 0, 1, 1e-30, 0.5, 1 - 1e-7, 1e-40, 1e-50], dtype)
+    q = np.array([1, 0, 0, 1, 1, 0.5, 0.3, 1, 0.5], dtype)
+    compare(host_lib, "binary_cross_entropy", p, q, {}, {}, dtype, None, "bce")
+    loss = run_host(host_lib, "binary_cross_entropy", p, q)[0]
+    assert abs(loss[7] - 92.1034) < 1e-3  # a float32 denormal probability is not flushed to 0
+    assert loss[0] == 100 and loss[1] == 100  # log(0) clamped at -100
+    big = np.array([-1e4, -700, 700, 1e4], dtype)  # exp overflows / underflows in both dtypes
+    for nm, opts in (("kl_div", {"log_target": True}), ("poisson_nll_loss", {})):
+        compare(host_lib, nm, big, np.array([0.5, -2, 0.25, 3], dtype), {}, opts, dtype, None, nm + " big")
+
+
+def test_value_rules_flag_the_first_bad_element(host_lib):
+    x = np.full(9, 0.5, np.float32)
+    y = np.full(9, 0.25, np.float32)
+    x[[4, 7]] = [1.5, np.nan]
+    y[[1, 6]] = [-0.5, 2.0]
+    assert run_host(host_lib, "binary_cross_entropy", x, y)[3] == (4, 1)
+    x[[4, 7]] = [0.0, 1.0]
+    assert run_host(host_lib, "binary_cross_entropy", x, y)[3] == (-1, 1)
+    t = np.array([1, -1, 1, 0.5, -1, np.nan], np.float32)
+    assert run_host(host_lib, "soft_margin_loss", np.zeros(6, np.float32), t)[3] == (-1, 3)
+    # The CPU path's checks agree on what is bad.
+    with pytest.raises(ValueError, match="element 3 is 0.5"):
+        lossx.soft_margin_loss(np.zeros(6, np.float32), t)
+    assert run_host(host_lib, "mse_loss", x, y)[3] == (-1, -1)
