@@ -54,3 +54,9 @@ def build_host_lib(out_dir, source):
     r = subprocess.run(cmd, capture_output=True, text=True)
     assert r.returncode == 0, f"{' '.join(cmd)}\n{r.stderr[-6000:]}"
     return ctypes.CDLL(out)
+
+
+# Pointwise losses with no CUDA functor yet (issue 4's known gap; gaussian_nll_loss
+# and margin_ranking_loss also need the CUDA kernel's third operand). GPU tests
+# skip them; test_pointwise.py checks that this list is exactly what is missing.
+POINTWISE_CPU_ONLY = {"gaussian_nll_loss", "hinge_embedding_loss", "sigmoid_focal_loss", "margin_ranking_loss"}

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 import lossx
 from lossx import _catalog
 
-from _util import BF16, close, t64
+from _util import BF16, POINTWISE_CPU_ONLY, close, t64
 
 # torch's kl_div warns that "mean" is not the KL divergence; lossx follows torch anyway.
 pytestmark = pytest.mark.filterwarnings("ignore:reduction. 'mean' divides:UserWarning")
@@ -381,10 +381,8 @@ def test_every_pointwise_loss_has_a_cuda_functor():
     # A loss added to csrc/lossx/pointwise_losses.def builds without a CUDA functor
     # (GPU arrays then get "has no CUDA kernel yet"); this test is what says so in
     # a CUDA build. Add the functor to cuda/pointwise.cu (see the notes at its top).
-    # Known gap (issue 4, recorded in the README): these CPU losses have no CUDA
-    # functor yet; gaussian_nll_loss and margin_ranking_loss also need the
-    # kernel's third operand. The list must shrink, never silently grow.
-    known_cpu_only = {"gaussian_nll_loss", "hinge_embedding_loss", "sigmoid_focal_loss", "margin_ranking_loss"}
+    # The known gap (tests/_util.py) must shrink, never silently grow.
+    known_cpu_only = POINTWISE_CPU_ONLY
     missing = {n for n in lossx._core.pointwise_names if n not in lossx._core.pointwise_cuda_names}
     assert missing == known_cpu_only, (f"no CUDA functor in cuda/pointwise.cu for {sorted(missing - known_cpu_only)}; "
                                        f"now on the GPU, drop from the list: {sorted(known_cpu_only - missing)}")
