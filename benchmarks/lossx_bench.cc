@@ -420,6 +420,123 @@ void BM_Pairwise(benchmark::State& st) {
   st.counters["threads"] = threads;
 }
 
+// Margin family: arg 0 the MarginLoss code (1 multilabel_soft, 2 multi_margin,
+// 3 multilabel_margin), args 1, 2: N, C; arg 3: with the gradient.
+void BM_Margin(benchmark::State& st) {
+  const auto kind = static_cast<lossx::MarginLoss>(st.range(0));
+  const int64_t N = st.range(1), C = st.range(2), n = N * C;
+  const bool backward = st.range(3) != 0;
+  const int threads = BenchThreads();
+  lossx::set_num_threads(threads);
+  const char* name = kind == lossx::MarginLoss::kMultilabelSoft ? "multilabel_soft_margin_loss"
+                     : kind == lossx::MarginLoss::kMultiMargin   ? "multi_margin_loss"
+                                                                 : "multilabel_margin_loss";
+  st.SetLabel(std::string(name) + (backward ? " fwd+bwd" : " fwd"));
+  Buffers& b = GetBuffers(std::string(name) + std::to_string(n), n, Domain::kUnitTarget, N, C);
+  // multilabel_margin: each row lists C/20 + 1 distinct classes, then -1.
+  std::vector<int64_t> mlm(static_cast<size_t>(n), -1);
+  for (int64_t i = 0; i < N; ++i)
+    for (int64_t k = 0; k <= C / 20 && k < C; ++k) mlm[static_cast<size_t>(i * C + k)] = (i + 7 * k) % C;
+  auto args = [&](lossx::DType dt, const void* x, const void* t, void* loss, void* g) {
+    lossx::MarginArgs a;
+    a.dtype = dt;
+    a.loss = kind;
+    a.rows = N;
+    a.classes = C;
+    a.x0 = x;
+    a.target = t;
+    a.labels = kind == lossx::MarginLoss::kMultiMargin ? b.labels.data() : mlm.data();
+    a.loss_out = loss;
+    a.grad0 = g;
+    return a;
+  };
+  float loss = 0;
+  std::vector<float> g(backward ? n : 0);
+  const auto a = args(lossx::DType::kF32, b.f[0].data(), b.f[1].data(), &loss, backward ? g.data() : nullptr);
+  lossx::StatusInfo info;
+  static std::set<std::string> done;
+  if (done.insert(b.key + (backward ? "b" : "f")).second) {
+    double dl = 0;
+    std::vector<double> dg(backward ? n : 0);
+    Ok(lossx::margin_loss(args(lossx::DType::kF64, b.d[0].data(), b.d[1].data(), &dl, backward ? dg.data() : nullptr),
+                          &info), info, name);
+    Ok(lossx::margin_loss(a, &info), info, name);
+    if (!Close(loss, dl)) Die(name, N, C, "loss " + std::to_string(loss) + " vs float64 " + std::to_string(dl));
+    if (backward) CheckClose(name, "grad", g.data(), dg.data(), n);
+  }
+  for (auto _ : st) {
+    Ok(lossx::margin_loss(a, &info), info, name);
+    benchmark::DoNotOptimize(loss);
+    benchmark::ClobberMemory();
+  }
+  st.SetBytesProcessed(st.iterations() * n * int64_t{4} * (backward ? 2 : 1));
+  st.SetItemsProcessed(st.iterations() * N);
+  st.counters["threads"] = threads;
+}
+
+// ctc_loss: args T, N, C, S (padded targets), arg 4: with the gradient.
+void BM_Ctc(benchmark::State& st) {
+  const int64_t T = st.range(0), N = st.range(1), C = st.range(2), S = st.range(3), n = T * N * C;
+  const bool backward = st.range(4) != 0;
+  const int threads = BenchThreads();
+  lossx::set_num_threads(threads);
+  const char* name = "ctc_loss";
+  st.SetLabel(backward ? "ctc_loss fwd+bwd" : "ctc_loss fwd");
+  Buffers& b = GetBuffers(std::string(name) + std::to_string(n), n, Domain::kReal, N * S, C);
+  // Rows of log_softmax over C, so the probabilities are proper.
+  for (int64_t r = 0; r < T * N; ++r) {
+    double m = -1e300, s = 0;
+    for (int64_t c = 0; c < C; ++c) m = std::max(m, b.d[0][static_cast<size_t>(r * C + c)]);
+    for (int64_t c = 0; c < C; ++c) s += std::exp(b.d[0][static_cast<size_t>(r * C + c)] - m);
+    for (int64_t c = 0; c < C; ++c) {
+      double& v = b.d[0][static_cast<size_t>(r * C + c)];
+      v = v - m - std::log(s);
+      b.f[0][static_cast<size_t>(r * C + c)] = static_cast<float>(v);
+      v = b.f[0][static_cast<size_t>(r * C + c)];  // the float64 run sees the same values
+    }
+  }
+  std::vector<int64_t> targets(static_cast<size_t>(N * S)), in_len(static_cast<size_t>(N), T), tgt_len(static_cast<size_t>(N));
+  for (int64_t i = 0; i < N * S; ++i) targets[static_cast<size_t>(i)] = 1 + b.labels[static_cast<size_t>(i)] % (C - 1);
+  for (int64_t i = 0; i < N; ++i) tgt_len[static_cast<size_t>(i)] = S / 2 + i % (S / 2 + 1);
+  auto args = [&](lossx::DType dt, const void* lp, void* loss, void* g) {
+    lossx::CtcArgs a;
+    a.dtype = dt;
+    a.T = T;
+    a.N = N;
+    a.C = C;
+    a.log_probs = lp;
+    a.targets = targets.data();
+    a.S = S;
+    a.input_lengths = in_len.data();
+    a.target_lengths = tgt_len.data();
+    a.loss = loss;
+    a.grad = g;
+    return a;
+  };
+  float loss = 0;
+  std::vector<float> g(backward ? n : 0);
+  const auto a = args(lossx::DType::kF32, b.f[0].data(), &loss, backward ? g.data() : nullptr);
+  lossx::StatusInfo info;
+  static std::set<std::string> done;
+  if (done.insert(b.key + (backward ? "b" : "f")).second) {
+    double dl = 0;
+    std::vector<double> dg(backward ? n : 0);
+    Ok(lossx::ctc_loss(args(lossx::DType::kF64, b.d[0].data(), &dl, backward ? dg.data() : nullptr), &info), info,
+       name);
+    Ok(lossx::ctc_loss(a, &info), info, name);
+    if (!Close(loss, dl)) Die(name, N, C, "loss " + std::to_string(loss) + " vs float64 " + std::to_string(dl));
+    if (backward) CheckClose(name, "grad", g.data(), dg.data(), n);
+  }
+  for (auto _ : st) {
+    Ok(lossx::ctc_loss(a, &info), info, name);
+    benchmark::DoNotOptimize(loss);
+    benchmark::ClobberMemory();
+  }
+  st.SetBytesProcessed(st.iterations() * n * int64_t{4} * (backward ? 2 : 1));
+  st.SetItemsProcessed(st.iterations() * N);
+  st.counters["threads"] = threads;
+}
+
 // The memory-bandwidth ceiling: copy a 512 MB buffer (bytes = read + written),
 // split over the benchmark's threads like the kernels are.
 void BM_Copy(benchmark::State& st) {
@@ -464,6 +581,19 @@ void PairwiseSizes(benchmark::internal::Benchmark* b) {
   b->ArgNames({"kind", "N", "D", "bwd"})->UseRealTime()->Unit(benchmark::kMillisecond);
 }
 BENCHMARK(BM_Pairwise)->Apply(PairwiseSizes);
+
+void MarginSizes(benchmark::internal::Benchmark* b) {
+  for (int kind = 1; kind <= 3; ++kind)
+    for (int bwd = 0; bwd < 2; ++bwd) b->Args({kind, 256, 100, bwd})->Args({kind, 4096, 1000, bwd});
+  b->ArgNames({"kind", "N", "C", "bwd"})->UseRealTime()->Unit(benchmark::kMillisecond);
+}
+BENCHMARK(BM_Margin)->Apply(MarginSizes);
+
+void CtcSizes(benchmark::internal::Benchmark* b) {
+  for (int bwd = 0; bwd < 2; ++bwd) b->Args({50, 8, 29, 10, bwd})->Args({200, 32, 128, 40, bwd});
+  b->ArgNames({"T", "N", "C", "S", "bwd"})->UseRealTime()->Unit(benchmark::kMillisecond);
+}
+BENCHMARK(BM_Ctc)->Apply(CtcSizes);
 // Arg 1: one thread; arg 0: the benchmark's thread count.
 BENCHMARK(BM_Copy)->Arg(1)->Arg(0)->ArgName("threads1_or_default")->UseRealTime()->Unit(benchmark::kMillisecond);
 
