@@ -364,11 +364,8 @@ Status PairwiseImpl(const PairwiseArgs& a, StatusInfo* info) {
       HWY_DYNAMIC_DISPATCH(PairRowsF32)(job, b, e);
     }
   });
-  if (a.reduction != Reduction::kNone) {
-    double total = det_sum(row_loss, N);
-    if (a.reduction == Reduction::kMean) total /= static_cast<double>(N);  // N = 0 -> NaN, as torch
-    static_cast<A*>(a.loss_out)[0] = static_cast<A>(total);
-  }
+  if (a.reduction != Reduction::kNone)
+    store_reduced(row_loss, N, a.reduction == Reduction::kMean, static_cast<double>(N), a.loss_out);
   return Status::kOk;
 }
 

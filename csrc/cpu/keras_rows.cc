@@ -559,11 +559,8 @@ Status KerasImpl(const KerasRowsArgs& a, StatusInfo* info) {
     }
   }
 
-  if (red != Reduction::kNone) {
-    double total = det_sum(row_loss, N);
-    if (red == Reduction::kMean) total /= static_cast<double>(count);
-    static_cast<A*>(a.loss)[0] = static_cast<A>(total);
-  }
+  if (red != Reduction::kNone)
+    store_reduced(row_loss, N, red == Reduction::kMean, static_cast<double>(count), a.loss);
   return Status::kOk;
 }
 

@@ -51,5 +51,14 @@ double det_sum(const A* v, int64_t n) {
   return total;
 }
 
+// The reduced loss from per-row losses: their deterministic sum, divided by
+// `divisor` for a mean (a zero divisor gives NaN, torch's empty mean).
+template <typename A>
+void store_reduced(const A* row_loss, int64_t n, bool mean, double divisor, void* out) {
+  double total = det_sum(row_loss, n);
+  if (mean) total /= divisor;
+  static_cast<A*>(out)[0] = static_cast<A>(total);
+}
+
 }  // namespace cpu
 }  // namespace lossx

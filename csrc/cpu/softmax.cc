@@ -634,11 +634,8 @@ Status CrossEntropyImpl(const CrossEntropyArgs& a, StatusInfo* info) {
     });
   }
 
-  if (a.reduction != Reduction::kNone) {
-    double total = det_sum(row_loss, N);
-    if (a.reduction == Reduction::kMean) total /= norm;
-    static_cast<A*>(a.loss)[0] = static_cast<A>(total);
-  }
+  if (a.reduction != Reduction::kNone)
+    store_reduced(row_loss, N, a.reduction == Reduction::kMean, norm, a.loss);
   return Status::kOk;
 }
 
