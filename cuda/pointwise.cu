@@ -96,10 +96,10 @@ LOSSX_HD A keep_nan(A v, A r) {
   return is_nan(v) ? v : r;
 }
 
-// sign(v) with sign(0) = 0 (the CPU's Sign0: a NaN gives +-1 by its sign bit).
+// sign(v) with sign(0) = 0 and sign(NaN) = 0, as torch's l1 backward (the CPU's Sign0).
 template <typename A>
 LOSSX_HD A sign0(A v) {
-  return v == A(0) ? A(0) : d_copysign(A(1), v);
+  return (v == A(0) || v != v) ? A(0) : d_copysign(A(1), v);
 }
 
 // sigmoid(z) from e = exp(-|z|), never forming exp(+large) (the CPU's SigmoidFrom).

@@ -435,7 +435,11 @@ def test_nan_propagates_like_torch(case, dtype, rng):
     ref, xt, yt = _torch_ref(tfn, x, y, extra, opts, "none")
     ref.sum().backward()
     for what, a, b in (("loss", loss, ref), ("d_input", gx, xt.grad), ("d_target", gy, yt.grad)):
-        np.testing.assert_array_equal(np.isnan(a), np.isnan(b.detach().numpy()), err_msg=what)
+        b = b.detach().numpy()
+        np.testing.assert_array_equal(np.isnan(a), np.isnan(b), err_msg=what)
+        # Where a NaN went in but a number comes out (l1's gradient is 0 there), it is torch's.
+        np.testing.assert_allclose(np.asarray(a, np.float64)[[2, 5]], b[[2, 5]], rtol=1e-5, atol=1e-6,
+                                   err_msg=what)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])

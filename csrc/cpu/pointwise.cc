@@ -52,10 +52,10 @@ HWY_INLINE V KeepNaN(V v, V r) {
   return hn::IfThenElse(hn::IsNaN(v), v, r);
 }
 
-// sign(v) with sign(0) = 0, as torch's l1/smooth_l1 backward.
+// sign(v) with sign(0) = 0 and sign(NaN) = 0, as torch's l1/smooth_l1 backward.
 template <class D, class V = hn::Vec<D>>
 HWY_INLINE V Sign0(D d, V v) {
-  return hn::IfThenZeroElse(hn::Eq(v, hn::Zero(d)), hn::CopySign(hn::Set(d, 1), v));
+  return hn::IfThenZeroElse(hn::Or(hn::Eq(v, hn::Zero(d)), hn::IsNaN(v)), hn::CopySign(hn::Set(d, 1), v));
 }
 
 // log(x) for x >= 0, -inf at 0, right for float32 denormals too (Highway's
