@@ -98,7 +98,7 @@ struct MultilabelMargin {
     const A gs = r.scale * invc;
     if (r.g)
       for (int64_t c = 0; c < C; ++c) r.g[c] = 0;
-    A sum = 0;
+    double sum = 0;  // up to (C/2)^2 hinge terms: float32 would lose digits
     for (int64_t a = 0; a < nt; ++a) {
       const int64_t j = t[a];
       const A xj = r.x[j];
@@ -114,7 +114,7 @@ struct MultilabelMargin {
         }
       }
     }
-    return sum * invc;
+    return static_cast<A>(sum * invc);
   }
 };
 
