@@ -537,6 +537,102 @@ void BM_Ctc(benchmark::State& st) {
   st.counters["threads"] = threads;
 }
 
+// log_softmax (arg 0 = 1) / logsumexp (0) over rows: args 1, 2: N, C; arg 3: gradient.
+void BM_Softmax(benchmark::State& st) {
+  const bool logsm = st.range(0) != 0;
+  const int64_t N = st.range(1), C = st.range(2), n = N * C;
+  const bool backward = st.range(3) != 0;
+  const int threads = BenchThreads();
+  lossx::set_num_threads(threads);
+  const char* name = logsm ? "log_softmax" : "logsumexp";
+  st.SetLabel(std::string(name) + (backward ? " fwd+bwd" : " fwd"));
+  Buffers& b = GetBuffers(std::string(name) + std::to_string(n), n, Domain::kReal);
+  const int64_t nout = logsm ? n : N;
+  auto args = [&](lossx::DType dt, const void* x, void* out, void* g) {
+    lossx::SoftmaxArgs a;
+    a.dtype = dt;
+    a.rows = N;
+    a.cols = C;
+    a.input = x;
+    a.log_softmax = logsm;
+    a.out = out;
+    a.grad_input = g;
+    return a;
+  };
+  std::vector<float> out(static_cast<size_t>(nout)), g(backward ? n : 0);
+  const auto a = args(lossx::DType::kF32, b.f[0].data(), out.data(), backward ? g.data() : nullptr);
+  lossx::StatusInfo info;
+  static std::set<std::string> done;
+  if (done.insert(b.key + (backward ? "b" : "f")).second) {
+    std::vector<double> dout(static_cast<size_t>(nout)), dg(backward ? n : 0);
+    Ok(lossx::softmax_family(args(lossx::DType::kF64, b.d[0].data(), dout.data(), backward ? dg.data() : nullptr),
+                             &info), info, name);
+    Ok(lossx::softmax_family(a, &info), info, name);
+    CheckClose(name, "out", out.data(), dout.data(), nout);
+    if (backward) CheckClose(name, "grad", g.data(), dg.data(), n);
+  }
+  for (auto _ : st) {
+    Ok(lossx::softmax_family(a, &info), info, name);
+    benchmark::DoNotOptimize(out.data());
+    benchmark::ClobberMemory();
+  }
+  st.SetBytesProcessed(st.iterations() * int64_t{4} * (n + nout + (backward ? n : 0)));
+  st.counters["threads"] = threads;
+}
+
+// lossx.keras row losses: arg 0 the KerasLoss code, args 1, 2: N, C; arg 3: gradient.
+void BM_KerasRows(benchmark::State& st) {
+  const auto kind = static_cast<lossx::KerasLoss>(st.range(0));
+  const int64_t N = st.range(1), C = st.range(2), n = N * C;
+  const bool backward = st.range(3) != 0;
+  const int threads = BenchThreads();
+  lossx::set_num_threads(threads);
+  static const char* const kNames[] = {"keras.categorical_crossentropy", "keras.sparse_categorical_crossentropy",
+                                       "keras.categorical_focal_crossentropy", "keras.categorical_hinge",
+                                       "keras.cosine_similarity", "keras.dice", "keras.tversky"};
+  const char* name = kNames[st.range(0)];
+  st.SetLabel(std::string(name) + (backward ? " fwd+bwd" : " fwd"));
+  // y_pred: probabilities in [0.02, 0.98]; y_true in [0, 1]; sparse labels.
+  Buffers& b = GetBuffers(std::string(name) + std::to_string(n), n, Domain::kProb, N, C);
+  const bool sparse = kind == lossx::KerasLoss::kSparseCategoricalCE;
+  auto args = [&](lossx::DType dt, const void* t, const void* p, void* loss, void* g) {
+    lossx::KerasRowsArgs a;
+    a.dtype = dt;
+    a.kind = kind;
+    a.rows = N;
+    a.cols = C;
+    a.y_true = sparse ? nullptr : t;
+    a.labels = sparse ? b.labels.data() : nullptr;
+    a.y_pred = p;
+    a.reduction = lossx::Reduction::kMean;
+    a.loss = loss;
+    a.grad = g;
+    return a;
+  };
+  float loss = 0;
+  std::vector<float> g(backward ? n : 0);
+  // Buffers' kProb domain: f[0] in [0.02, 0.98] (y_pred), f[1] in [0, 1] (y_true).
+  const auto a = args(lossx::DType::kF32, b.f[1].data(), b.f[0].data(), &loss, backward ? g.data() : nullptr);
+  lossx::StatusInfo info;
+  static std::set<std::string> done;
+  if (done.insert(b.key + (backward ? "b" : "f")).second) {
+    double dl = 0;
+    std::vector<double> dg(backward ? n : 0);
+    Ok(lossx::keras_rows(args(lossx::DType::kF64, b.d[1].data(), b.d[0].data(), &dl, backward ? dg.data() : nullptr),
+                         &info), info, name);
+    Ok(lossx::keras_rows(a, &info), info, name);
+    if (!Close(loss, dl)) Die(name, N, C, "loss " + std::to_string(loss) + " vs float64 " + std::to_string(dl));
+    if (backward) CheckClose(name, "grad", g.data(), dg.data(), n);
+  }
+  for (auto _ : st) {
+    Ok(lossx::keras_rows(a, &info), info, name);
+    benchmark::DoNotOptimize(loss);
+    benchmark::ClobberMemory();
+  }
+  st.SetBytesProcessed(st.iterations() * n * int64_t{4} * (sparse ? 1 : 2) + (backward ? n * 4 : 0) * st.iterations());
+  st.counters["threads"] = threads;
+}
+
 // The memory-bandwidth ceiling: copy a 512 MB buffer (bytes = read + written),
 // split over the benchmark's threads like the kernels are.
 void BM_Copy(benchmark::State& st) {
@@ -594,6 +690,16 @@ void CtcSizes(benchmark::internal::Benchmark* b) {
   b->ArgNames({"T", "N", "C", "S", "bwd"})->UseRealTime()->Unit(benchmark::kMillisecond);
 }
 BENCHMARK(BM_Ctc)->Apply(CtcSizes);
+
+void RowSizes(benchmark::internal::Benchmark* b, int kinds) {
+  for (int k = 0; k < kinds; ++k)
+    for (int bwd = 0; bwd < 2; ++bwd) b->Args({k, 256, 100, bwd})->Args({k, 4096, 1000, bwd});
+  b->ArgNames({"kind", "N", "C", "bwd"})->UseRealTime()->Unit(benchmark::kMillisecond);
+}
+// nll_loss, poly1_cross_entropy and tf.(sparse_)softmax_cross_entropy_with_logits run
+// the cross_entropy kernel timed above; these are the other row kernels.
+BENCHMARK(BM_Softmax)->Apply([](benchmark::internal::Benchmark* b) { RowSizes(b, 2); });
+BENCHMARK(BM_KerasRows)->Apply([](benchmark::internal::Benchmark* b) { RowSizes(b, 7); });
 // Arg 1: one thread; arg 0: the benchmark's thread count.
 BENCHMARK(BM_Copy)->Arg(1)->Arg(0)->ArgName("threads1_or_default")->UseRealTime()->Unit(benchmark::kMillisecond);
 
