@@ -633,6 +633,46 @@ void BM_KerasRows(benchmark::State& st) {
   st.counters["threads"] = threads;
 }
 
+// tf.nn.sigmoid_cross_entropy_with_logits (per-element output): arg 0 log2(n), arg 1 gradient.
+void BM_SigmoidCE(benchmark::State& st) {
+  const int64_t n = int64_t{1} << st.range(0);
+  const bool backward = st.range(1) != 0;
+  const int threads = BenchThreads();
+  lossx::set_num_threads(threads);
+  const char* name = "tf.sigmoid_cross_entropy_with_logits";
+  st.SetLabel(std::string(name) + (backward ? " fwd+bwd" : " fwd"));
+  Buffers& b = GetBuffers(std::string(name) + std::to_string(n), n, Domain::kUnitTarget);
+  auto args = [&](lossx::DType dt, const void* z, const void* x, void* loss, void* g) {
+    lossx::SigmoidCEArgs a;
+    a.dtype = dt;
+    a.n = n;
+    a.labels = z;
+    a.logits = x;
+    a.loss = loss;
+    a.grad = g;
+    return a;
+  };
+  std::vector<float> loss(static_cast<size_t>(n)), g(backward ? n : 0);
+  const auto a = args(lossx::DType::kF32, b.f[1].data(), b.f[0].data(), loss.data(), backward ? g.data() : nullptr);
+  lossx::StatusInfo info;
+  static std::set<std::string> done;
+  if (done.insert(b.key + (backward ? "b" : "f")).second) {
+    std::vector<double> dl(static_cast<size_t>(n)), dg(backward ? n : 0);
+    Ok(lossx::sigmoid_cross_entropy(args(lossx::DType::kF64, b.d[1].data(), b.d[0].data(), dl.data(),
+                                         backward ? dg.data() : nullptr), &info), info, name);
+    Ok(lossx::sigmoid_cross_entropy(a, &info), info, name);
+    CheckClose(name, "loss", loss.data(), dl.data(), n);
+    if (backward) CheckClose(name, "grad", g.data(), dg.data(), n);
+  }
+  for (auto _ : st) {
+    Ok(lossx::sigmoid_cross_entropy(a, &info), info, name);
+    benchmark::DoNotOptimize(loss.data());
+    benchmark::ClobberMemory();
+  }
+  st.SetBytesProcessed(st.iterations() * n * int64_t{4} * (3 + (backward ? 1 : 0)));
+  st.counters["threads"] = threads;
+}
+
 // The memory-bandwidth ceiling: copy a 512 MB buffer (bytes = read + written),
 // split over the benchmark's threads like the kernels are.
 void BM_Copy(benchmark::State& st) {
@@ -700,6 +740,8 @@ void RowSizes(benchmark::internal::Benchmark* b, int kinds) {
 // the cross_entropy kernel timed above; these are the other row kernels.
 BENCHMARK(BM_Softmax)->Apply([](benchmark::internal::Benchmark* b) { RowSizes(b, 2); });
 BENCHMARK(BM_KerasRows)->Apply([](benchmark::internal::Benchmark* b) { RowSizes(b, 7); });
+BENCHMARK(BM_SigmoidCE)->Args({16, 0})->Args({16, 1})->Args({24, 0})->Args({24, 1})
+    ->ArgNames({"log2n", "bwd"})->UseRealTime()->Unit(benchmark::kMillisecond);
 // Arg 1: one thread; arg 0: the benchmark's thread count.
 BENCHMARK(BM_Copy)->Arg(1)->Arg(0)->ArgName("threads1_or_default")->UseRealTime()->Unit(benchmark::kMillisecond);
 
