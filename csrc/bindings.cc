@@ -9,7 +9,7 @@
 
 namespace lossx {
 namespace cpu {
-double exp_max_ulp(const float* x, int64_t n);
+double exp_max_ulp(const float* x, int64_t n, bool softmax);
 }
 }  // namespace lossx
 
@@ -30,9 +30,9 @@ PYBIND11_MODULE(_core, m) {
   m.def("_force_simd_target", [](const std::string& name) { return force_simd_target(name.c_str()); });
   m.def("cuda_compiled", &cuda_compiled);
   m.def("cuda_available", &cuda_available);
-  m.def("_exp_max_ulp", [](py::array_t<float, py::array::c_style | py::array::forcecast> x) {
-    return cpu::exp_max_ulp(x.data(), x.size());
-  });
+  m.def("_exp_max_ulp", [](py::array_t<float, py::array::c_style | py::array::forcecast> x,
+                           bool softmax) { return cpu::exp_max_ulp(x.data(), x.size(), softmax); },
+        py::arg("x"), py::arg("softmax") = false);
   bind_buffer_cache(m);
   bind_softmax(m);
   bind_embedding(m);

@@ -442,6 +442,23 @@ def test_exp_accuracy():
     assert lossx._core._exp_max_ulp(x) <= 2.0
 
 
+def test_exp_softmax_accuracy():
+    """The softmax sweep's exp (arguments z - max <= 0) stays within 1.1 ulp of
+    float64 exp down to -87.3 and is exactly 0 below, -inf included; NaN stays NaN."""
+    rng = np.random.default_rng(4)
+    x = np.concatenate([np.linspace(-87.3, 0, 2_000_003, dtype=np.float32),
+                        -rng.exponential(2.0, 100_001).astype(np.float32),
+                        np.float32(-87.3) + rng.uniform(0, 1e-3, 1001).astype(np.float32)])
+    x = x[x >= np.float32(-87.3)]
+    assert lossx._core._exp_max_ulp(x, softmax=True) <= 1.1
+    # Below the range: exact zeros in cross_entropy's gradient (its sweep's exp).
+    z = np.zeros((1, 20), np.float32)
+    z[0, 1] = 100.0  # every other class is 100 below the max: exp underflows
+    z[0, 2] = -np.inf
+    _, g = lossx.cross_entropy(z, np.array([1]), return_grad=True)
+    assert g[0, 0] == 0 and g[0, 2] == 0 and np.isfinite(g).all()
+
+
 def test_concurrent_python_threads(rng):
     """Kernels release the GIL and keep no shared mutable state: many Python
     threads at once give the same results as one."""

@@ -4,8 +4,9 @@
 // time.
 //
 // The fused sweep per row (the row stays in L1/L2 between touches):
-//   1. max and a finiteness check (the only pass that reads memory),
-//   2. s = sum exp(z - max), storing e = exp(z - max) into the gradient row,
+//   1. max (the only pass that reads memory),
+//   2. s = sum exp(z - max), storing e = exp(z - max) into the gradient row;
+//      a non-finite s marks a row holding NaN or +-inf,
 //   3. gradient = scale * (A * e / s - a) in place over e.
 // Rows holding NaN or +-inf take an exact scalar path in double so that
 // non-finite inputs give PyTorch's NaN/inf results instead of whatever the
@@ -31,42 +32,32 @@ namespace cpu {
 namespace HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
 
-// Max over the row, and whether every element is finite.
+// Max over the row. A NaN may or may not survive x86's max, so non-finite rows
+// are recognised afterwards, by a non-finite exp sum (see RowExpSum).
 template <class D>
-HWY_INLINE hn::TFromD<D> RowMax(D d, const hn::TFromD<D>* z, int64_t n, bool* finite) {
+HWY_INLINE hn::TFromD<D> RowMax(D d, const hn::TFromD<D>* z, int64_t n) {
   using T = hn::TFromD<D>;
   const int64_t L = static_cast<int64_t>(hn::Lanes(d));
   auto m0 = hn::Set(d, -std::numeric_limits<T>::infinity());
   auto m1 = m0, m2 = m0, m3 = m0;
-  // x - x is 0 for finite x and NaN for NaN/inf, so the sum flags any of them.
-  auto f0 = hn::Zero(d), f1 = f0;
   int64_t j = 0;
   for (; j + 4 * L <= n; j += 4 * L) {
-    const auto x0 = hn::LoadU(d, z + j), x1 = hn::LoadU(d, z + j + L);
-    const auto x2 = hn::LoadU(d, z + j + 2 * L), x3 = hn::LoadU(d, z + j + 3 * L);
-    m0 = hn::Max(m0, x0);
-    m1 = hn::Max(m1, x1);
-    m2 = hn::Max(m2, x2);
-    m3 = hn::Max(m3, x3);
-    f0 = hn::Add(f0, hn::Add(hn::Sub(x0, x0), hn::Sub(x1, x1)));
-    f1 = hn::Add(f1, hn::Add(hn::Sub(x2, x2), hn::Sub(x3, x3)));
+    m0 = hn::Max(m0, hn::LoadU(d, z + j));
+    m1 = hn::Max(m1, hn::LoadU(d, z + j + L));
+    m2 = hn::Max(m2, hn::LoadU(d, z + j + 2 * L));
+    m3 = hn::Max(m3, hn::LoadU(d, z + j + 3 * L));
   }
-  for (; j + L <= n; j += L) {
-    const auto x0 = hn::LoadU(d, z + j);
-    m0 = hn::Max(m0, x0);
-    f0 = hn::Add(f0, hn::Sub(x0, x0));
-  }
-  if (j < n) {
-    const auto x0 = LoadTail(d, z + j, static_cast<size_t>(n - j), z[0]);
-    m0 = hn::Max(m0, x0);
-    f0 = hn::Add(f0, hn::Sub(x0, x0));
-  }
+  for (; j + L <= n; j += L) m0 = hn::Max(m0, hn::LoadU(d, z + j));
+  if (j < n) m0 = hn::Max(m0, LoadTail(d, z + j, static_cast<size_t>(n - j), z[0]));
   m0 = hn::Max(hn::Max(m0, m1), hn::Max(m2, m3));
-  *finite = hn::GetLane(hn::SumOfLanes(d, hn::Add(f0, f1))) == T(0);
   return hn::GetLane(hn::MaxOfLanes(d, m0));
 }
 
 // sum_j exp(z_j - m); stores the exponentials into e when kStore.
+// The sum lies in [1, n] for a finite row; a NaN or +-inf anywhere in the row
+// (or a row of -inf) makes it NaN: x - m is NaN for the NaN/+inf element itself,
+// or for every element when m is infinite. -inf next to a finite max is exact
+// (exp gives 0), so such rows stay on the vector path.
 template <bool kStore, class D>
 HWY_INLINE hn::TFromD<D> RowExpSum(D d, const hn::TFromD<D>* z, int64_t n, hn::TFromD<D> m,
                                    hn::TFromD<D>* e) {
@@ -76,10 +67,10 @@ HWY_INLINE hn::TFromD<D> RowExpSum(D d, const hn::TFromD<D>* z, int64_t n, hn::T
   auto s0 = hn::Zero(d), s1 = s0, s2 = s0, s3 = s0;
   int64_t j = 0;
   for (; j + 4 * L <= n; j += 4 * L) {
-    const auto e0 = FastExp(d, hn::Sub(hn::LoadU(d, z + j), vm));
-    const auto e1 = FastExp(d, hn::Sub(hn::LoadU(d, z + j + L), vm));
-    const auto e2 = FastExp(d, hn::Sub(hn::LoadU(d, z + j + 2 * L), vm));
-    const auto e3 = FastExp(d, hn::Sub(hn::LoadU(d, z + j + 3 * L), vm));
+    const auto e0 = ExpSoftmax(d, hn::Sub(hn::LoadU(d, z + j), vm));
+    const auto e1 = ExpSoftmax(d, hn::Sub(hn::LoadU(d, z + j + L), vm));
+    const auto e2 = ExpSoftmax(d, hn::Sub(hn::LoadU(d, z + j + 2 * L), vm));
+    const auto e3 = ExpSoftmax(d, hn::Sub(hn::LoadU(d, z + j + 3 * L), vm));
     s0 = hn::Add(s0, e0);
     s1 = hn::Add(s1, e1);
     s2 = hn::Add(s2, e2);
@@ -92,14 +83,14 @@ HWY_INLINE hn::TFromD<D> RowExpSum(D d, const hn::TFromD<D>* z, int64_t n, hn::T
     }
   }
   for (; j + L <= n; j += L) {
-    const auto e0 = FastExp(d, hn::Sub(hn::LoadU(d, z + j), vm));
+    const auto e0 = ExpSoftmax(d, hn::Sub(hn::LoadU(d, z + j), vm));
     s0 = hn::Add(s0, e0);
     if (kStore) hn::StoreU(e0, d, e + j);
   }
   if (j < n) {
     const size_t rem = static_cast<size_t>(n - j);
     const auto x = LoadTail(d, z + j, rem, -std::numeric_limits<T>::infinity());
-    const auto e0 = FastExp(d, hn::Sub(x, vm));
+    const auto e0 = ExpSoftmax(d, hn::Sub(x, vm));
     s0 = hn::Add(s0, e0);
     if (kStore) StoreTail(d, e0, e + j, rem);
   }
@@ -262,28 +253,13 @@ void CERowsImpl(const CEJob& job, int64_t begin, int64_t end) {
       }
     }
 
-    bool finite;
-    const T m = RowMax(d, z, C, &finite);
+    const T m = RowMax(d, z, C);
     const bool grad_row = want_grad && !ignored;
     // Gradient written straight into the output when its type is the compute
     // type and nothing later needs z at the same address (grad_target, in-place
     // softcap are the cases that do).
     T* g_native = (grad_row && native) ? static_cast<T*>(job.grad) + off : nullptr;
     T* gt_native = (job.grad_target && native) ? static_cast<T*>(job.grad_target) + off : nullptr;
-    if (!finite) {
-      T* gb = grad_row ? sc.get(sc.e, C) : nullptr;
-      T* gtb = (job.grad_target && !ignored) ? sc.get(sc.w, C) : nullptr;
-      T lossv;
-      T lsev;
-      CERowScalar<T>(job, i, z, t, w, scale, swi, &lossv, &lsev, gb, gtb);
-      if (lse_out) lse_out[i] = lsev;
-      if (ignored) continue;
-      row_loss[i] = lossv;
-      if (gb) StoreRow<T>(gb, C, job.grad, job.dtype, off);
-      if (gtb) StoreRow<T>(gtb, C, job.grad_target, job.dtype, off);
-      continue;
-    }
-
     // The loss is sum_k a_k (lse - z_k) = A log(s) - sum_k a_k (z_k - m) with A = sum a_k.
     // Shifting by m before summing keeps large logits from cancelling catastrophically.
     T A, AZ;
@@ -326,6 +302,20 @@ void CERowsImpl(const CEJob& job, int64_t begin, int64_t end) {
     T* e = nullptr;
     if (grad_row) e = (g_native && !cap && !job.grad_target) ? g_native : sc.get(sc.e, C);
     const T s = e ? RowExpSum<true>(d, z, C, m, e) : RowExpSum<false>(d, z, C, m, nullptr);
+    if (!std::isfinite(s)) {  // NaN/inf in the row: exact scalar path
+      T* gb = grad_row ? sc.get(sc.e, C) : nullptr;
+      T* gtb = (job.grad_target && !ignored) ? sc.get(sc.w, C) : nullptr;
+      T lossv;
+      T lsev;
+      CERowScalar<T>(job, i, z, t, w, scale, swi, &lossv, &lsev, gb, gtb);
+      if (lse_out) lse_out[i] = lsev;
+      if (ignored) continue;
+      row_loss[i] = lossv;
+      if (gb) StoreRow<T>(gb, C, job.grad, job.dtype, off);
+      if (gtb) StoreRow<T>(gtb, C, job.grad_target, job.dtype, off);
+      continue;
+    }
+
     const T lse = m + std::log(s);
     if (lse_out) lse_out[i] = lse;
     if (ignored) continue;
@@ -406,11 +396,11 @@ void SoftmaxRowsImpl(const SoftmaxJob& job, int64_t begin, int64_t end) {
       ConvertRow<T>(job.x, job.dtype, off, C, zb);
       z = zb;
     }
-    bool finite;
-    T m = RowMax(d, z, C, &finite);
+    const T m = RowMax(d, z, C);
+    const T s = RowExpSum<false>(d, z, C, m, nullptr);
     T lse;
-    if (finite) {
-      lse = m + std::log(RowExpSum<false>(d, z, C, m, nullptr));
+    if (std::isfinite(s)) {
+      lse = m + std::log(s);
     } else {
       double md = -std::numeric_limits<double>::infinity(), s = 0;
       bool nan = false;
@@ -475,14 +465,16 @@ void SoftmaxRowsImpl(const SoftmaxJob& job, int64_t begin, int64_t end) {
 void SoftmaxRowsF32(const SoftmaxJob& job, int64_t b, int64_t e) { SoftmaxRowsImpl<float>(job, b, e); }
 void SoftmaxRowsF64(const SoftmaxJob& job, int64_t b, int64_t e) { SoftmaxRowsImpl<double>(job, b, e); }
 
-// Float32 exp accuracy probe for the tests: max ulp error of FastExp vs double.
-double ExpMaxUlp(const float* x, int64_t n) {
+// Float32 exp accuracy probe for the tests: max ulp error of FastExp (or of
+// ExpSoftmax when `softmax`) against double.
+double ExpMaxUlp(const float* x, int64_t n, bool softmax) {
   const hn::ScalableTag<float> d;
   const int64_t L = static_cast<int64_t>(hn::Lanes(d));
   double worst = 0;
   for (int64_t j = 0; j < n; j += L) {
     HWY_ALIGN float out[hn::MaxLanes(d)];
-    hn::Store(FastExp(d, LoadSafe(d, x, j, n)), d, out);
+    const auto v = LoadSafe(d, x, j, n);
+    hn::Store(softmax ? ExpSoftmax(d, v) : FastExp(d, v), d, out);
     for (int64_t k = 0; k < L && j + k < n; ++k) {
       const double ref = std::exp(static_cast<double>(x[j + k]));
       const float rf = static_cast<float>(ref);
@@ -514,7 +506,9 @@ HWY_EXPORT(SoftmaxRowsF32);
 HWY_EXPORT(SoftmaxRowsF64);
 HWY_EXPORT(ExpMaxUlp);
 
-double exp_max_ulp(const float* x, int64_t n) { return HWY_DYNAMIC_DISPATCH(ExpMaxUlp)(x, n); }
+double exp_max_ulp(const float* x, int64_t n, bool softmax) {
+  return HWY_DYNAMIC_DISPATCH(ExpMaxUlp)(x, n, softmax);
+}
 
 namespace {
 

@@ -64,6 +64,42 @@ HWY_INLINE hn::Vec<D> FastExp(D d, hn::Vec<D> x) {
   return hn::IfThenZeroElse(underflow, hn::Exp(d, x));
 }
 
+// ExpSoftmax: exp for the softmax sweep, whose arguments are z - max <= 0.
+// Cheaper than FastExp (about 14 vector ops instead of 26) because it needs no
+// overflow handling: the rounding of x*log2(e) is done by adding 1.5*2^23, whose
+// low mantissa bits then hold n, so 2^n is a shift and an integer add with no
+// float<->int conversion; a degree-6 polynomial keeps it within ~1.05 ulp of
+// float64 exp (tests/test_vecmath.py). Arguments below -87.3 give exactly 0
+// (-inf included); NaN propagates. Valid for x <= 88 (n <= 127); the callers pass
+// x <= 0. float64 uses FastExp.
+template <class D, hwy::EnableIf<sizeof(hn::TFromD<D>) == 4>* = nullptr>
+HWY_INLINE hn::Vec<D> ExpSoftmax(D d, hn::Vec<D> x) {
+  const hn::RebindToSigned<D> di;
+  const auto magic = hn::Set(d, 12582912.0f);  // 1.5 * 2^23
+  const auto t = hn::MulAdd(x, hn::Set(d, 1.44269504088896341f), magic);
+  const auto n = hn::Sub(t, magic);
+  auto r = hn::NegMulAdd(n, hn::Set(d, 0.693359375f), x);
+  r = hn::NegMulAdd(n, hn::Set(d, -2.12194440e-4f), r);
+  auto p = hn::Set(d, 1.3843652559444308e-3f);
+  p = hn::MulAdd(p, r, hn::Set(d, 8.37415549904108e-3f));
+  p = hn::MulAdd(p, r, hn::Set(d, 4.166800156235695e-2f));
+  p = hn::MulAdd(p, r, hn::Set(d, 1.6666431725025177e-1f));
+  p = hn::MulAdd(p, r, hn::Set(d, 4.999999403953552e-1f));
+  p = hn::MulAdd(p, r, hn::Set(d, 1.0f));
+  p = hn::MulAdd(p, r, hn::Set(d, 1.0f));
+  // t's low bits hold n in two's complement; shifting them into the exponent
+  // field and adding scales p by 2^n (p in [0.70, 1.42], so the exponent stays
+  // normal for n >= -126, which x >= -87.3 guarantees).
+  const auto e = hn::ShiftLeft<23>(hn::BitCast(di, t));
+  const auto y = hn::BitCast(d, hn::Add(hn::BitCast(di, p), e));
+  return hn::IfThenZeroElse(hn::Lt(x, hn::Set(d, -87.3f)), y);
+}
+
+template <class D, hwy::EnableIf<sizeof(hn::TFromD<D>) == 8>* = nullptr>
+HWY_INLINE hn::Vec<D> ExpSoftmax(D d, hn::Vec<D> x) {
+  return FastExp(d, x);
+}
+
 // Loads the last `rem` (< Lanes) elements, padding the other lanes with `pad`,
 // without touching memory past p + rem.
 // AVX2/AVX-512 masked loads and stores suppress faults on masked-off lanes, so
