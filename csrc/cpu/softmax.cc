@@ -16,6 +16,7 @@
 #define HWY_TARGET_INCLUDE "cpu/softmax.cc"
 #include "hwy/foreach_target.h"  // IWYU pragma: keep
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -97,6 +98,57 @@ HWY_INLINE hn::TFromD<D> RowExpSum(D d, const hn::TFromD<D>* z, int64_t n, hn::T
   return hn::GetLane(hn::SumOfLanes(d, hn::Add(hn::Add(s0, s1), hn::Add(s2, s3))));
 }
 
+// The row is swept in chunks small enough for L1: a chunk's max, then its
+// exponentials against the running max, so that each logit is read from memory
+// once and the exp work on one chunk overlaps the hardware prefetch of the next
+// (a whole-row max pass first would leave the cores idle during the memory read,
+// and rows beyond L2's size would be read from memory twice). When the running
+// max grows, the sum so far is rescaled; chunk_max[c] records the max chunk c's
+// stored exponentials are relative to, so the gradient pass can rescale them by
+// exp(chunk_max[c] - m) (exactly 1 for every chunk after the row max is seen).
+constexpr int64_t kChunk = 2048;
+
+HWY_INLINE int64_t NumChunks(int64_t n) { return (n + kChunk - 1) / kChunk; }
+
+template <bool kStore, class D>
+HWY_INLINE hn::TFromD<D> RowMaxExpSum(D d, const hn::TFromD<D>* z, int64_t n, hn::TFromD<D>* m_out,
+                                      hn::TFromD<D>* e, hn::TFromD<D>* chunk_max) {
+  using T = hn::TFromD<D>;
+  T m = -std::numeric_limits<T>::infinity();
+  T s = 0;
+  for (int64_t c0 = 0, c = 0; c0 < n; c0 += kChunk, ++c) {
+    const int64_t len = std::min(kChunk, n - c0);
+    const T mc = RowMax(d, z + c0, len);
+    if (mc > m) {  // false for NaN: its exp below turns s into NaN
+      s *= std::exp(m - mc);
+      m = mc;
+    }
+    s += RowExpSum<kStore>(d, z + c0, len, m, kStore ? e + c0 : nullptr);
+    if (chunk_max) chunk_max[c] = m;
+  }
+  *m_out = m;
+  return s;
+}
+
+// Gradient pass over stored exponentials: out[j] = f(j, coef_c * e[j]) with the
+// chunk's rescale folded into coef_c (see RowMaxExpSum).
+template <class D, class F>
+HWY_INLINE void RowMapScaled(D d, int64_t n, hn::TFromD<D>* out, const hn::TFromD<D>* e,
+                             const hn::TFromD<D>* chunk_max, hn::TFromD<D> m,
+                             hn::TFromD<D> coef, F&& f) {
+  const int64_t L = static_cast<int64_t>(hn::Lanes(d));
+  for (int64_t c0 = 0, c = 0; c0 < n; c0 += kChunk, ++c) {
+    const auto vc = hn::Set(d, coef * std::exp(chunk_max[c] - m));
+    const int64_t end = std::min(n, c0 + kChunk);
+    int64_t j = c0;
+    for (; j + L <= end; j += L) hn::StoreU(f(j, hn::Mul(vc, hn::LoadU(d, e + j))), d, out + j);
+    if (j < end) {
+      const size_t rem = static_cast<size_t>(end - j);
+      StoreTail(d, f(j, hn::Mul(vc, LoadTail(d, e + j, rem, hn::TFromD<D>(0)))), out + j, rem);
+    }
+  }
+}
+
 // Applies y = f(vector) elementwise over n elements with a safe tail.
 template <class D, class F>
 HWY_INLINE void RowMap(D d, int64_t n, hn::TFromD<D>* out, F&& f) {
@@ -118,7 +170,7 @@ HWY_INLINE hn::Vec<D> LoadSafe(D d, const hn::TFromD<D>* p, int64_t j, int64_t n
 
 template <typename T>
 struct Scratch {
-  std::vector<T> z, e, t, w;
+  std::vector<T> z, e, t, w, cm;
   T* get(std::vector<T>& v, int64_t n) {
     if (static_cast<int64_t>(v.size()) < n) v.resize(static_cast<size_t>(n));
     return v.data();
@@ -253,13 +305,33 @@ void CERowsImpl(const CEJob& job, int64_t begin, int64_t end) {
       }
     }
 
-    const T m = RowMax(d, z, C);
     const bool grad_row = want_grad && !ignored;
     // Gradient written straight into the output when its type is the compute
     // type and nothing later needs z at the same address (grad_target, in-place
     // softcap are the cases that do).
     T* g_native = (grad_row && native) ? static_cast<T*>(job.grad) + off : nullptr;
     T* gt_native = (job.grad_target && native) ? static_cast<T*>(job.grad_target) + off : nullptr;
+    // Exponentials go where the gradient will be built.
+    T* e = nullptr;
+    if (grad_row) e = (g_native && !cap && !job.grad_target) ? g_native : sc.get(sc.e, C);
+    T* cmax = grad_row ? sc.get(sc.cm, NumChunks(C)) : nullptr;
+    T m;
+    const T s = e ? RowMaxExpSum<true>(d, z, C, &m, e, cmax)
+                  : RowMaxExpSum<false>(d, z, C, &m, nullptr, nullptr);
+    if (!std::isfinite(s)) {  // NaN/inf in the row: exact scalar path
+      T* gb = grad_row ? sc.get(sc.e, C) : nullptr;
+      T* gtb = (job.grad_target && !ignored) ? sc.get(sc.w, C) : nullptr;
+      T lossv;
+      T lsev;
+      CERowScalar<T>(job, i, z, t, w, scale, swi, &lossv, &lsev, gb, gtb);
+      if (lse_out) lse_out[i] = lsev;
+      if (ignored) continue;
+      row_loss[i] = lossv;
+      if (gb) StoreRow<T>(gb, C, job.grad, job.dtype, off);
+      if (gtb) StoreRow<T>(gtb, C, job.grad_target, job.dtype, off);
+      continue;
+    }
+
     // The loss is sum_k a_k (lse - z_k) = A log(s) - sum_k a_k (z_k - m) with A = sum a_k.
     // Shifting by m before summing keeps large logits from cancelling catastrophically.
     T A, AZ;
@@ -298,24 +370,6 @@ void CERowsImpl(const CEJob& job, int64_t begin, int64_t end) {
       AZ = hn::GetLane(hn::SumOfLanes(d, acc));
     }
 
-    // Exponentials go where the gradient will be built.
-    T* e = nullptr;
-    if (grad_row) e = (g_native && !cap && !job.grad_target) ? g_native : sc.get(sc.e, C);
-    const T s = e ? RowExpSum<true>(d, z, C, m, e) : RowExpSum<false>(d, z, C, m, nullptr);
-    if (!std::isfinite(s)) {  // NaN/inf in the row: exact scalar path
-      T* gb = grad_row ? sc.get(sc.e, C) : nullptr;
-      T* gtb = (job.grad_target && !ignored) ? sc.get(sc.w, C) : nullptr;
-      T lossv;
-      T lsev;
-      CERowScalar<T>(job, i, z, t, w, scale, swi, &lossv, &lsev, gb, gtb);
-      if (lse_out) lse_out[i] = lsev;
-      if (ignored) continue;
-      row_loss[i] = lossv;
-      if (gb) StoreRow<T>(gb, C, job.grad, job.dtype, off);
-      if (gtb) StoreRow<T>(gtb, C, job.grad_target, job.dtype, off);
-      continue;
-    }
-
     const T lse = m + std::log(s);
     if (lse_out) lse_out[i] = lse;
     if (ignored) continue;
@@ -324,14 +378,13 @@ void CERowsImpl(const CEJob& job, int64_t begin, int64_t end) {
     row_loss[i] = swi * loss;
 
     if (grad_row) {
-      const auto coef = hn::Set(d, scale * (A + 2 * zl * lse) / s);
+      const T coef = scale * (A + 2 * zl * lse) / s;
       const auto capinv = hn::Set(d, cap ? T(1) / static_cast<T>(job.softcap) : T(0));
       const auto one = hn::Set(d, T(1));
       T* gout = g_native ? g_native : e;  // non-native: build in e, convert after
       if (job.labels) {
         const auto smooth = hn::Set(d, scale * eps * inv_c);
-        RowMap(d, C, gout, [&](int64_t j, auto) {
-          auto g = hn::Mul(coef, LoadSafe(d, e, j, C));
+        RowMapScaled(d, C, gout, e, cmax, m, coef, [&](int64_t j, auto g) {
           if (eps > 0) g = hn::NegMulAdd(smooth, w ? LoadSafe(d, w, j, C) : one, g);
           if (cap) {
             const auto zc = hn::Mul(LoadSafe(d, z, j, C), capinv);
@@ -348,10 +401,10 @@ void CERowsImpl(const CEJob& job, int64_t begin, int64_t end) {
         gout[y] -= corr;
       } else {
         const auto k1 = hn::Set(d, scale * (1 - eps)), k2 = hn::Set(d, scale * eps * inv_c);
-        RowMap(d, C, gout, [&](int64_t j, auto) {
+        RowMapScaled(d, C, gout, e, cmax, m, coef, [&](int64_t j, auto ce) {
           auto a = hn::MulAdd(k1, LoadSafe(d, t, j, C), k2);
           if (w) a = hn::Mul(a, LoadSafe(d, w, j, C));
-          auto g = hn::Sub(hn::Mul(coef, LoadSafe(d, e, j, C)), a);
+          auto g = hn::Sub(ce, a);
           if (cap) {
             const auto zc = hn::Mul(LoadSafe(d, z, j, C), capinv);
             g = hn::Mul(g, hn::NegMulAdd(zc, zc, one));
@@ -396,8 +449,8 @@ void SoftmaxRowsImpl(const SoftmaxJob& job, int64_t begin, int64_t end) {
       ConvertRow<T>(job.x, job.dtype, off, C, zb);
       z = zb;
     }
-    const T m = RowMax(d, z, C);
-    const T s = RowExpSum<false>(d, z, C, m, nullptr);
+    T m;
+    const T s = RowMaxExpSum<false>(d, z, C, &m, nullptr, nullptr);
     T lse;
     if (std::isfinite(s)) {
       lse = m + std::log(s);

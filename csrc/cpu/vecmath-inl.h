@@ -2,7 +2,7 @@
 //
 // FastExp (float32): Cephes-style range reduction plus a degree-5 polynomial.
 // Measured against a float64 std::exp over [-87, 88] (tests/test_vecmath.py via
-// lossx._core._exp_ulp): at most 2 ulp. Highway's own Exp measured about 1.7x
+// lossx._core._exp_max_ulp, tests/test_softmax.py): at most 2 ulp. Highway's own Exp measured about 1.7x
 // slower here, and the softmax sweep is bound by it once the row is in cache.
 // Inputs below -87.3 return exactly 0 (softmax of x - max never needs the
 // denormal range); NaN propagates. float64 uses Highway's Exp (accurate).
@@ -64,32 +64,38 @@ HWY_INLINE hn::Vec<D> FastExp(D d, hn::Vec<D> x) {
   return hn::IfThenZeroElse(underflow, hn::Exp(d, x));
 }
 
-// ExpSoftmax: exp for the softmax sweep, whose arguments are z - max <= 0.
-// Cheaper than FastExp (about 14 vector ops instead of 26) because it needs no
-// overflow handling: the rounding of x*log2(e) is done by adding 1.5*2^23, whose
-// low mantissa bits then hold n, so 2^n is a shift and an integer add with no
-// float<->int conversion; a degree-6 polynomial keeps it within ~1.05 ulp of
-// float64 exp (tests/test_vecmath.py). Arguments below -87.3 give exactly 0
-// (-inf included); NaN propagates. Valid for x <= 88 (n <= 127); the callers pass
-// x <= 0. float64 uses FastExp.
+// ExpSoftmax: exp for the softmax sweep, whose arguments are z - max <= 0, and
+// whose cost bounds the cross-entropy kernel (on Zen 1 the FMA pipes are the
+// limit, so what counts is the number of FMAs: 7 here, 9 in a Cephes-style exp).
+// - Rounding x*log2(e) by adding 1.5*2^23 leaves n in t's low mantissa bits, so
+//   2^n is a shift and an integer add, with no float<->int conversion and no
+//   overflow handling (x <= 0).
+// - One FMA reduces the argument: f = x*log2(e) - n in [-1/2, 1/2]. The float
+//   log2(e) is off by 1.3e-8 relative, which adds |x|*1.4e-8 to the relative
+//   error: nothing near the max (x in [-2, 0]: under 2.1 ulp), about 20 ulp at
+//   x = -87 where exp(x) is 1e-38 and contributes nothing to a softmax. A
+//   two-constant reduction would cost one more FMA (~12% of the sweep) for
+//   digits that cannot change a loss or gradient at float32 tolerance.
+// - 2^f by a degree-5 minimax polynomial (9e-8 relative).
+// Arguments below -87.3 give exactly 0 (-inf included); NaN propagates. Valid
+// for x <= 88. Bounds are tested in tests/test_softmax.py. float64 uses FastExp.
 template <class D, hwy::EnableIf<sizeof(hn::TFromD<D>) == 4>* = nullptr>
 HWY_INLINE hn::Vec<D> ExpSoftmax(D d, hn::Vec<D> x) {
   const hn::RebindToSigned<D> di;
   const auto magic = hn::Set(d, 12582912.0f);  // 1.5 * 2^23
-  const auto t = hn::MulAdd(x, hn::Set(d, 1.44269504088896341f), magic);
+  const auto log2e = hn::Set(d, 1.44269504088896341f);
+  const auto t = hn::MulAdd(x, log2e, magic);
   const auto n = hn::Sub(t, magic);
-  auto r = hn::NegMulAdd(n, hn::Set(d, 0.693359375f), x);
-  r = hn::NegMulAdd(n, hn::Set(d, -2.12194440e-4f), r);
-  auto p = hn::Set(d, 1.3843652559444308e-3f);
-  p = hn::MulAdd(p, r, hn::Set(d, 8.37415549904108e-3f));
-  p = hn::MulAdd(p, r, hn::Set(d, 4.166800156235695e-2f));
-  p = hn::MulAdd(p, r, hn::Set(d, 1.6666431725025177e-1f));
-  p = hn::MulAdd(p, r, hn::Set(d, 4.999999403953552e-1f));
-  p = hn::MulAdd(p, r, hn::Set(d, 1.0f));
-  p = hn::MulAdd(p, r, hn::Set(d, 1.0f));
-  // t's low bits hold n in two's complement; shifting them into the exponent
-  // field and adding scales p by 2^n (p in [0.70, 1.42], so the exponent stays
-  // normal for n >= -126, which x >= -87.3 guarantees).
+  const auto f = hn::MulSub(x, log2e, n);
+  auto p = hn::Set(d, 1.326472614891827e-3f);
+  p = hn::MulAdd(p, f, hn::Set(d, 9.671512991189957e-3f));
+  p = hn::MulAdd(p, f, hn::Set(d, 5.550733581185341e-2f));
+  p = hn::MulAdd(p, f, hn::Set(d, 2.4022242426872253e-1f));
+  p = hn::MulAdd(p, f, hn::Set(d, 6.931470036506653e-1f));
+  p = hn::MulAdd(p, f, hn::Set(d, 1.0f));
+  // t's low bits hold n in two's complement; shifted into the exponent field and
+  // added, they scale p (in [0.70, 1.42]) by 2^n, staying normal for n >= -126,
+  // which x >= -87.3 guarantees.
   const auto e = hn::ShiftLeft<23>(hn::BitCast(di, t));
   const auto y = hn::BitCast(d, hn::Add(hn::BitCast(di, p), e));
   return hn::IfThenZeroElse(hn::Lt(x, hn::Set(d, -87.3f)), y);
