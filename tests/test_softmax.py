@@ -274,19 +274,75 @@ def test_label_dtypes(rng, ldt):
     assert np.isclose(lossx.cross_entropy(x, y), F.cross_entropy(t64(x), torch.tensor(y.astype(np.int64))).item())
 
 
-def test_inplace_grad(rng):
-    x = rng.standard_normal((21, 77)).astype(np.float32)
-    y = rng.integers(0, 77, 21)
-    loss, g = lossx.cross_entropy(x, y, return_grad=True)
+@pytest.mark.parametrize("opts", [{}, {"label_smoothing": 0.2}, {"softcap": 5.0},
+                                  {"z_loss": 1e-3, "weight": "w"}, {"soft": True}])
+@pytest.mark.parametrize("C", [77, 4099])
+def test_inplace_grad(rng, opts, C):
+    """inplace_grad gives the same loss and gradient bit for bit, for every option
+    that reads the logits after the exponentials are formed (C = 4099 spans
+    several of the sweep's chunks)."""
+    opts = dict(opts)
+    x = rng.standard_normal((21, C)).astype(np.float32)
+    y = rng.integers(0, C, 21)
+    if opts.pop("soft", False):
+        y = rng.random((21, C)).astype(np.float32)
+        y /= y.sum(1, keepdims=True)
+    if opts.get("weight") == "w":
+        opts["weight"] = rng.random(C).astype(np.float32) + 0.5
+    loss, g = lossx.cross_entropy(x, y, return_grad=True, **opts)
     buf = x.copy()
-    loss2, g2 = lossx.cross_entropy(buf, y, return_grad=True, inplace_grad=True)
+    loss2, g2 = lossx.cross_entropy(buf, y, return_grad=True, inplace_grad=True, **opts)
+    if y.ndim == 2:  # soft targets: (grad_logits, grad_target)
+        np.testing.assert_array_equal(g2[1], g[1])
+        g, g2 = g[0], g2[0]
     assert g2 is buf
     np.testing.assert_array_equal(g2, g)
     assert loss2 == loss
     with pytest.raises(ValueError, match="inplace_grad"):
-        lossx.cross_entropy(x[:, ::2], y, return_grad=True, inplace_grad=True)
+        lossx.cross_entropy(x[:, ::2], y[:, ::2] if y.ndim == 2 else y, return_grad=True,
+                            inplace_grad=True)
     with pytest.raises(ValueError, match="inplace_grad"):
         lossx.cross_entropy(x, y, inplace_grad=True)
+
+
+@pytest.mark.parametrize("where", ["first", "last", "rising"])
+@pytest.mark.parametrize("opts", [{}, {"label_smoothing": 0.1, "weight": "w"}, {"soft": True}])
+def test_long_rows_running_max(rng, where, opts):
+    """Rows longer than the sweep's chunk (2048) are read once, with a running
+    max: the sum is rescaled whenever a later chunk holds a larger logit, and the
+    stored exponentials of earlier chunks are rescaled in the gradient pass.
+    The max in the first chunk, in the last, or growing chunk by chunk."""
+    opts = dict(opts)
+    N, C = 7, 9001
+    x = rng.standard_normal((N, C)).astype(np.float32) * 2
+    if where == "first":
+        x[:, 5] = 30
+    elif where == "last":
+        x[:, C - 3] = 30
+    else:
+        x += np.linspace(0, 40, C, dtype=np.float32)
+    y = rng.integers(0, C, N)
+    y[0] = C - 3
+    yt = torch.tensor(y)
+    soft = opts.pop("soft", False)
+    if soft:
+        y = rng.random((N, C)).astype(np.float32)
+        y /= y.sum(1, keepdims=True)
+        yt = t64(y).requires_grad_()
+    if opts.get("weight") == "w":
+        opts["weight"] = rng.random(C).astype(np.float32) + 0.5
+    tw = {k: (t64(v) if isinstance(v, np.ndarray) else v) for k, v in opts.items()}
+    xt = t64(x).requires_grad_()
+    ref = F.cross_entropy(xt, yt, **tw)
+    ref.backward()
+    loss, g = lossx.cross_entropy(x, y, return_grad=True, **opts)
+    close(loss, ref.item(), np.float32)
+    if soft:
+        close(g[1], yt.grad.numpy(), np.float32, what="grad_target")
+        g = g[0]
+    close(g, xt.grad.numpy(), np.float32)
+    lse = lossx.logsumexp(x)
+    close(lse, torch.logsumexp(t64(x), 1).numpy(), np.float32)
 
 
 def test_known_identity_sum_gradient(rng):

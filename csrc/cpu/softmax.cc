@@ -18,6 +18,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <limits>
 #include <vector>
@@ -311,9 +312,13 @@ void CERowsImpl(const CEJob& job, int64_t begin, int64_t end) {
     // softcap are the cases that do).
     T* g_native = (grad_row && native) ? static_cast<T*>(job.grad) + off : nullptr;
     T* gt_native = (job.grad_target && native) ? static_cast<T*>(job.grad_target) + off : nullptr;
-    // Exponentials go where the gradient will be built.
-    T* e = nullptr;
-    if (grad_row) e = (g_native && !cap && !job.grad_target) ? g_native : sc.get(sc.e, C);
+    // Exponentials go where the gradient will be built: the output row itself
+    // when it has the compute type, so that its read-for-ownership overlaps the
+    // compute-bound exp pass (building it in a scratch row and copying it out
+    // after measured 15-25% slower, non-temporal copy-out included), unless the
+    // output is z itself (inplace_grad), which is still read below.
+    const bool direct = g_native && g_native != z;
+    T* e = grad_row ? (direct ? g_native : sc.get(sc.e, C)) : nullptr;
     T* cmax = grad_row ? sc.get(sc.cm, NumChunks(C)) : nullptr;
     T m;
     const T s = e ? RowMaxExpSum<true>(d, z, C, &m, e, cmax)
@@ -381,10 +386,9 @@ void CERowsImpl(const CEJob& job, int64_t begin, int64_t end) {
       const T coef = scale * (A + 2 * zl * lse) / s;
       const auto capinv = hn::Set(d, cap ? T(1) / static_cast<T>(job.softcap) : T(0));
       const auto one = hn::Set(d, T(1));
-      T* gout = g_native ? g_native : e;  // non-native: build in e, convert after
       if (job.labels) {
         const auto smooth = hn::Set(d, scale * eps * inv_c);
-        RowMapScaled(d, C, gout, e, cmax, m, coef, [&](int64_t j, auto g) {
+        RowMapScaled(d, C, e, e, cmax, m, coef, [&](int64_t j, auto g) {
           if (eps > 0) g = hn::NegMulAdd(smooth, w ? LoadSafe(d, w, j, C) : one, g);
           if (cap) {
             const auto zc = hn::Mul(LoadSafe(d, z, j, C), capinv);
@@ -398,10 +402,10 @@ void CERowsImpl(const CEJob& job, int64_t begin, int64_t end) {
           const T zc = z[y] / static_cast<T>(job.softcap);
           corr *= (1 - zc * zc);
         }
-        gout[y] -= corr;
+        e[y] -= corr;
       } else {
         const auto k1 = hn::Set(d, scale * (1 - eps)), k2 = hn::Set(d, scale * eps * inv_c);
-        RowMapScaled(d, C, gout, e, cmax, m, coef, [&](int64_t j, auto ce) {
+        RowMapScaled(d, C, e, e, cmax, m, coef, [&](int64_t j, auto ce) {
           auto a = hn::MulAdd(k1, LoadSafe(d, t, j, C), k2);
           if (w) a = hn::Mul(a, LoadSafe(d, w, j, C));
           auto g = hn::Sub(ce, a);
@@ -412,7 +416,6 @@ void CERowsImpl(const CEJob& job, int64_t begin, int64_t end) {
           return g;
         });
       }
-      if (!g_native) StoreRow<T>(gout, C, job.grad, job.dtype, off);
     }
     if (job.grad_target) {
       // d loss / d t_c = scale (1 - eps) w_c (lse - z_c)
@@ -425,6 +428,14 @@ void CERowsImpl(const CEJob& job, int64_t begin, int64_t end) {
         return g;
       });
       if (!gt_native) StoreRow<T>(gt, C, job.grad_target, job.dtype, off);
+    }
+    // Copied out last: with inplace_grad the output is z, read until here.
+    if (grad_row && !direct) {
+      if (g_native) {
+        std::memcpy(g_native, e, static_cast<size_t>(C) * sizeof(T));
+      } else {
+        StoreRow<T>(e, C, job.grad, job.dtype, off);
+      }
     }
   }
 }
