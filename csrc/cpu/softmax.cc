@@ -120,7 +120,9 @@ HWY_INLINE hn::TFromD<D> RowMaxExpSum(D d, const hn::TFromD<D>* z, int64_t n, hn
   for (int64_t c0 = 0, c = 0; c0 < n; c0 += kChunk, ++c) {
     const int64_t len = std::min(kChunk, n - c0);
     const T mc = RowMax(d, z + c0, len);
-    if (mc > m) {  // false for NaN: its exp below turns s into NaN
+    if (c == 0) {
+      m = mc;
+    } else if (mc > m) {  // false for NaN: its exp below turns s into NaN
       s *= std::exp(m - mc);
       m = mc;
     }
@@ -139,7 +141,7 @@ HWY_INLINE void RowMapScaled(D d, int64_t n, hn::TFromD<D>* out, const hn::TFrom
                              hn::TFromD<D> coef, F&& f) {
   const int64_t L = static_cast<int64_t>(hn::Lanes(d));
   for (int64_t c0 = 0, c = 0; c0 < n; c0 += kChunk, ++c) {
-    const auto vc = hn::Set(d, coef * std::exp(chunk_max[c] - m));
+    const auto vc = hn::Set(d, chunk_max[c] == m ? coef : coef * std::exp(chunk_max[c] - m));
     const int64_t end = std::min(n, c0 + kChunk);
     int64_t j = c0;
     for (; j + L <= end; j += L) hn::StoreU(f(j, hn::Mul(vc, hn::LoadU(d, e + j))), d, out + j);
@@ -375,10 +377,11 @@ void CERowsImpl(const CEJob& job, int64_t begin, int64_t end) {
       AZ = hn::GetLane(hn::SumOfLanes(d, acc));
     }
 
-    const T lse = m + std::log(s);
+    const T log_s = std::log(s);
+    const T lse = m + log_s;
     if (lse_out) lse_out[i] = lse;
     if (ignored) continue;
-    T loss = A * std::log(s) - AZ;
+    T loss = A * log_s - AZ;
     if (zl != 0) loss += zl * lse * lse;
     row_loss[i] = swi * loss;
 
