@@ -6,6 +6,7 @@
 #include <pybind11/stl.h>
 
 #include "bindings.h"
+#include "cpu/value_checks.h"
 
 namespace lossx {
 
@@ -26,6 +27,16 @@ void bind_pointwise(py::module_& m) {
   for (int k = 0; k < static_cast<int>(PointwiseLoss::kCount); ++k)
     if (pointwise_has_cuda(static_cast<PointwiseLoss>(k))) cuda_names.emplace_back(pointwise_name(static_cast<PointwiseLoss>(k)));
   m.attr("pointwise_cuda_names") = cuda_names;
+
+  m.def(
+      "first_invalid",
+      [](py::handle arr, int dtype, int64_t n, int rule) {
+        const void* p = ptr_of(arr, n * static_cast<int64_t>(dtype_size(static_cast<DType>(dtype))), "array");
+        py::gil_scoped_release release;
+        return cpu::first_invalid(p, static_cast<DType>(dtype), n, static_cast<cpu::ValueRule>(rule));
+      },
+      "Internal: flat index of the first element breaking a value rule (0: +-1, 1: [0, 1]), "
+      "-1 if none, -2 for a dtype it does not cover.");
 
   m.def(
       "pointwise",

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 import lossx
 from lossx import _catalog
 
-from _util import BF16, POINTWISE_CPU_ONLY, close, t64
+from _util import BF16, FLOAT_DTYPES, POINTWISE_CPU_ONLY, close, t64
 
 # torch's kl_div warns that "mean" is not the KL divergence; lossx follows torch anyway.
 pytestmark = pytest.mark.filterwarnings("ignore:reduction. 'mean' divides:UserWarning")
@@ -294,6 +294,30 @@ def test_bce_target_outside_unit_interval():
 def test_soft_margin_target_pm1():
     with pytest.raises(ValueError, match=r"-1 and \+1"):
         lossx.soft_margin_loss(np.zeros(3), np.array([1.0, 0.0, -1.0]))
+
+
+@pytest.mark.parametrize("dt", FLOAT_DTYPES)
+@pytest.mark.parametrize("rule", [0, 1])
+def test_value_rule_scan_finds_first_bad_element(rng, dt, rule):
+    """The value-rule scan (C++ for float32/64, NumPy for the half types) names
+    the first bad element wherever it lies: first block, later blocks, the last
+    element, with NaN and +-inf counted bad; clean arrays give -1."""
+    from lossx.pointwise import _first_invalid
+    code = {np.dtype(np.float32): 0, np.dtype(np.float64): 1}.get(np.dtype(dt))
+    if code is None:
+        code = 2 if np.dtype(dt) == np.float16 else 3
+    n = 3 * 4096 + 5
+    good = (np.where(rng.random(n) < 0.5, -1.0, 1.0) if rule == 0 else rng.random(n)).astype(dt)
+    assert _first_invalid(good, code, rule) == -1
+    for pos in (0, 17, 4095, 4096, 9000, n - 1):
+        for bad in (0.5, np.nan, np.inf, -np.inf, 2.0):
+            if rule == 1 and bad == 0.5:
+                bad = -0.25
+            v = good.copy()
+            v[pos] = bad
+            if pos + 3 < n:
+                v[pos + 3] = bad  # a second bad element after the first
+            assert _first_invalid(v, code, rule) == pos, (pos, bad)
 
 
 def test_smooth_l1_negative_beta():

@@ -99,14 +99,14 @@ def _run(fn, input, target, reduction, return_grad, grad_output, *, weight=None,
     elif reduction == "batchmean":
         red = A.REDUCTIONS["sum"]  # torch: a 0-d input has no batch axis
     acc = code + ACC_OFFSET
-    if check is not None and be.device == A.CPU:
-        check(x, t)  # on the GPU the kernel checks the same rules (same message) in its sweep
     shape = tuple(x.shape)
     n = int(np.prod(shape, dtype=np.int64))
-    w, wp = _weight_arg(be, fn, "weight", weight, shape, acc)
-    pw, pwp = _weight_arg(be, fn, "pos_weight", pos_weight, shape, acc)
     xm = be.contiguous(x).reshape(-1)
     tm = be.contiguous(t, code).reshape(-1)
+    if check is not None and be.device == A.CPU:
+        check(xm, tm, code)  # on the GPU the kernel checks the same rules (same message) in its sweep
+    w, wp = _weight_arg(be, fn, "weight", weight, shape, acc)
+    pw, pwp = _weight_arg(be, fn, "pos_weight", pos_weight, shape, acc)
     vm = None if var is None else be.contiguous(var, code).reshape(-1)
     loss = be.empty((n,) if red == 0 else (1,), acc)
     gi = gt = gv = go = None
@@ -179,13 +179,24 @@ def binary_cross_entropy_with_logits(input, target, weight=None, *, reduction="m
                 weight=weight, pos_weight=pos_weight)
 
 
+def _first_invalid(v, code, rule):
+    """Flat index of the first element of the C-contiguous 1-D array ``v``
+    breaking ``rule`` (0: only -1 and +1; 1: inside [0, 1], NaN outside), or -1.
+    float32/float64 are scanned in C++ (one read, no copies); float16/bfloat16
+    through NumPy in float64."""
+    i = _core.first_invalid(v, code, v.size, rule)
+    if i != -2:
+        return i
+    w = np.asarray(v, dtype=np.float64)
+    bad = (np.abs(w) != 1) if rule == 0 else ~((w >= 0) & (w <= 1))
+    return int(np.flatnonzero(bad)[0]) if bad.any() else -1
+
+
 def _check_pm1(fn):
-    def check(x, t):
-        bad = np.abs(np.asarray(t, dtype=np.float64)) != 1
-        if bad.any():
-            i = int(np.flatnonzero(bad.reshape(-1))[0])
-            raise ValueError(f"{fn}: target must hold only -1 and +1; element {i} is "
-                             f"{float(np.asarray(t).reshape(-1)[i])}")
+    def check(x, t, code):
+        i = _first_invalid(t, code, 0)
+        if i >= 0:
+            raise ValueError(f"{fn}: target must hold only -1 and +1; element {i} is {float(t[i])}")
     return check
 
 
@@ -195,15 +206,13 @@ def soft_margin_loss(input, target, *, reduction="mean", return_grad=False, grad
                 check=_check_pm1("soft_margin_loss"))
 
 
-def _check_prob(x, t):
+def _check_prob(x, t, code):
     # torch 2.13 checks both: input must be probabilities, and so must the target.
     for what, v in (("input", x), ("target", t)):
-        v = np.asarray(v, dtype=np.float64)
-        bad = ~((v >= 0) & (v <= 1))  # NaN is outside too
-        if bad.any():
-            i = int(np.flatnonzero(bad.reshape(-1))[0])
+        i = _first_invalid(v, code, 1)
+        if i >= 0:
             raise ValueError(f"binary_cross_entropy: {what} must hold probabilities in [0, 1]; element {i} "
-                             f"is {v.reshape(-1)[i]}")
+                             f"is {float(v[i])}")
 
 
 def binary_cross_entropy(input, target, weight=None, *, reduction="mean", return_grad=False,
