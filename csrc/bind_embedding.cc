@@ -54,7 +54,7 @@ void bind_margin(py::module_& m) {
   m.def(
       "margin",
       [](int device, uintptr_t stream, int dtype, int kind, int64_t rows, int64_t classes, py::handle x0,
-         py::handle target, py::handle labels, py::handle weight, double margin, int p,
+         py::handle labels, py::handle weight, double margin, int p,
          int reduction, py::handle loss, py::handle g0, py::handle grad_output) {
         MarginArgs a;
         a.dtype = static_cast<DType>(dtype);
@@ -67,7 +67,6 @@ void bind_margin(py::module_& m) {
         const int64_t as = acc_is_f64(a.dtype) ? 8 : 4;
         const int64_t n = rows * classes;
         a.x0 = ptr_of(x0, n * es, "x0");
-        a.target = ptr_of(target, n * as, "target");
         const int64_t nl = a.loss == MarginLoss::kMultilabelMargin ? n : rows;
         a.labels = static_cast<const int64_t*>(ptr_of(labels, nl * 8, "labels"));
         a.weight = ptr_of(weight, classes * as, "weight");

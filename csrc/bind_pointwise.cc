@@ -44,13 +44,16 @@ void bind_pointwise(py::module_& m) {
          py::handle weight, int64_t weight_period, py::handle pos_weight, int64_t pos_weight_period,
          double beta, bool log_target, bool log_input, bool full, int reduction, double mean_divisor,
          py::handle loss, py::handle grad_input, py::handle grad_target, py::handle grad_output,
-         py::handle var, py::handle grad_var, double alpha, double gamma, double margin) {
+         py::handle var, py::handle grad_var, double alpha, double gamma, double margin, int64_t row_len,
+         double row_scale) {
         PointwiseArgs a;
         a.dtype = static_cast<DType>(dtype);
         a.device = static_cast<Device>(device);
         a.stream = reinterpret_cast<void*>(stream);
         a.kind = static_cast<PointwiseLoss>(kind);
         a.n = n;
+        a.row_len = row_len;  // > 0: row mode (per-row losses, row_scale * row sum)
+        a.row_scale = row_scale;
         const int64_t es = static_cast<int64_t>(dtype_size(a.dtype));
         const int64_t as = acc_is_f64(a.dtype) ? 8 : 4;
         a.input = ptr_of(input, n * es, "input");
@@ -66,10 +69,11 @@ void bind_pointwise(py::module_& m) {
         a.reduction = static_cast<Reduction>(reduction);
         a.mean_divisor = mean_divisor;
         const bool none = a.reduction == Reduction::kNone;
-        a.loss = ptr_of(loss, (none ? n : 1) * as, "loss");
+        const int64_t loss_n = none ? (row_len > 0 ? n / row_len : n) : 1;
+        a.loss = ptr_of(loss, loss_n * as, "loss");
         a.grad_input = ptr_of(grad_input, n * es, "grad_input");
         a.grad_target = ptr_of(grad_target, n * es, "grad_target");
-        a.grad_output = ptr_of(grad_output, (none ? n : 1) * as, "grad_output");
+        a.grad_output = ptr_of(grad_output, loss_n * as, "grad_output");
         a.var = ptr_of(var, n * es, "var");
         a.grad_var = ptr_of(grad_var, n * as, "grad_var");
         a.alpha = alpha;

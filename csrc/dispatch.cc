@@ -199,9 +199,6 @@ Status margin_loss(const MarginArgs& a, StatusInfo* info) {
   if (a.rows < 0 || a.classes < 1) return fail(info, Status::kInvalidArgument, "need rows >= 0 and classes >= 1");
   if (a.loss_out == nullptr || a.x0 == nullptr) return fail(info, Status::kInvalidArgument, "input and loss are required");
   switch (a.loss) {
-    case MarginLoss::kMultilabelSoft:
-      if (a.target == nullptr) return fail(info, Status::kInvalidArgument, "multilabel_soft_margin_loss needs a target");
-      break;
     case MarginLoss::kMultiMargin:
       if (a.labels == nullptr) return fail(info, Status::kInvalidArgument, "multi_margin_loss needs labels");
       if (a.p != 1 && a.p != 2) return fail(info, Status::kInvalidArgument, "multi_margin_loss: p must be 1 or 2");

@@ -581,7 +581,7 @@ def test_kernel_rules():
                               0.0, False, 0.25, 2.0, False, 2, loss, None, None)
     with pytest.raises(ValueError, match="y_true"):
         _core.pointwise(0, 0, 1, _core.pointwise_codes["keras.poisson"], 10, x, x, None, 1, None, 1, 1.0, False,
-                        True, False, 0, 0.0, loss, np.empty(10), np.empty(10), None, None, None, -1.0, 2.0, 1.0)
+                        True, False, 0, 0.0, loss, np.empty(10), np.empty(10), None, None, None, -1.0, 2.0, 1.0, 0, 1.0)
 
 
 # ------------------------------------------------------------------ keras itself, where installed

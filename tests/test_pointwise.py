@@ -366,7 +366,7 @@ def test_kl_batchmean():
 def _fake_cuda_call():
     # Fake device pointers: only reached where nothing will dereference them.
     lossx._core.pointwise(1, 0, 0, 1, 4, 64, 64, None, 1, None, 1, 1.0, False, True, False, 1, 0.0,
-                          64, None, None, None, None, None, -1.0, 2.0, 1.0)
+                          64, None, None, None, None, None, -1.0, 2.0, 1.0, 0, 1.0)
 
 
 @pytest.mark.skipif(lossx._core.cuda_compiled(), reason="this build has the CUDA backend")

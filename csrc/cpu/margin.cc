@@ -1,6 +1,6 @@
-// Margin family on the CPU: multilabel_soft_margin_loss, multi_margin_loss,
-// multilabel_margin_loss (torch.nn.functional semantics). margin_ranking_loss
-// is element-wise and runs in the pointwise family.
+// Margin family on the CPU: multi_margin_loss, multilabel_margin_loss
+// (torch.nn.functional semantics). margin_ranking_loss and
+// multilabel_soft_margin_loss are element-wise and run in the pointwise family.
 //
 // These are short per-row scalar loops (a label lookup, a hinge per class, a
 // pair loop for multilabel_margin) rather than streaming reductions, so they
@@ -27,32 +27,6 @@ struct Row {
   A* g;            // gradient row of x0 or nullptr
   int64_t i;       // row index
   A scale;         // d(returned loss) / d(loss_i)
-};
-
-// log(sigmoid(x)) without overflow: min(x, 0) - log1p(exp(-|x|)).
-template <typename A>
-inline A LogSigmoid(A x) {
-  return (x < 0 ? x : A(0)) - std::log1p(std::exp(-std::fabs(x)));
-}
-
-template <typename A>
-struct MultilabelSoft {
-  const A* target;
-  const A* w;
-  int64_t C;
-  A operator()(const Row<A>& r) const {
-    const A* t = target + r.i * C;
-    const A invc = A(1) / static_cast<A>(C);
-    A sum = 0;
-    for (int64_t c = 0; c < C; ++c) {
-      const A x = r.x[c];
-      const A l = -(t[c] * LogSigmoid(x) + (1 - t[c]) * LogSigmoid(-x));
-      sum += w ? w[c] * l : l;
-      // d/dx = sigmoid(x) - t; written as a difference of two bounded terms.
-      if (r.g) r.g[c] = r.scale * invc * (w ? w[c] : A(1)) * (A(1) / (A(1) + std::exp(-x)) - t[c]);
-    }
-    return sum * invc;
-  }
 };
 
 template <typename A>
@@ -189,9 +163,6 @@ Status MarginImpl(const MarginArgs& a, StatusInfo* info) {
   }
   const A* w = static_cast<const A*>(a.weight);
   switch (a.loss) {
-    case MarginLoss::kMultilabelSoft:
-      RunRows<A>(a, MultilabelSoft<A>{static_cast<const A*>(a.target), w, C}, row_loss);
-      break;
     case MarginLoss::kMultiMargin:
       RunRows<A>(a, MultiMargin<A>{a.labels, w, C, static_cast<A>(a.margin), a.p}, row_loss);
       break;

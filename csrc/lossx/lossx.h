@@ -261,12 +261,12 @@ Status pairwise_embedding(const PairwiseArgs& args, StatusInfo* info);
 // ---- Margin family (csrc/cpu/margin.cc) -----------------------------------
 namespace lossx {
 
-// kMultilabelSoft: -(1/C) sum_c w_c [t log s(x) + (1 - t) log s(-x)]; target acc type rows x C.
 // kMultiMargin: (1/C) sum_{j != y} w_y max(0, margin - x_y + x_j)^p, p in {1, 2}; labels (rows).
 // kMultilabelMargin: (1/C) sum_{j in Y} sum_{k not in Y} max(0, 1 - x_j + x_k); labels rows x C,
 //   the list of each row ends at its first negative entry.
-// (margin_ranking_loss is element-wise: it lives in the pointwise family.)
-enum class MarginLoss : int { kMultilabelSoft = 1, kMultiMargin = 2, kMultilabelMargin = 3 };
+// (margin_ranking_loss is element-wise: it lives in the pointwise family, and so
+// does multilabel_soft_margin_loss: binary_cross_entropy_with_logits in row mode.)
+enum class MarginLoss : int { kMultiMargin = 2, kMultilabelMargin = 3 };
 
 struct MarginArgs {
   DType dtype = DType::kF32;
@@ -275,7 +275,6 @@ struct MarginArgs {
   MarginLoss loss = MarginLoss::kMultiMargin;
   int64_t rows = 0, classes = 1;
   const void* x0 = nullptr;       // dtype rows x classes
-  const void* target = nullptr;   // acc type (kMultilabelSoft)
   const int64_t* labels = nullptr;  // kMultiMargin (rows), kMultilabelMargin (rows x classes)
   const void* weight = nullptr;   // acc type, classes values, or nullptr
   double margin = 1.0;

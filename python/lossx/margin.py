@@ -2,7 +2,9 @@
 multilabel_margin_loss (margin_ranking_loss is element-wise: pointwise.py).
 
 ``torch.nn.functional`` semantics (argument order and defaults as torch's).
-Kernels: csrc/cpu/margin.cc. No broadcasting: shapes must match as documented.
+Kernels: csrc/cpu/margin.cc; multilabel_soft_margin_loss is the pointwise
+kernel's binary_cross_entropy_with_logits in row mode (csrc/cpu/pointwise.cc).
+No broadcasting: shapes must match as documented.
 """
 from __future__ import annotations
 
@@ -13,12 +15,14 @@ from . import _array as A
 from . import _core
 from ._backend import ACC_OFFSET, backend_for
 from .embedding import _float_input, _number
+from .pointwise import _cpu_backend
+from .pointwise import _run as _pw_run
 from .softmax import _grad_output_arg
 
-_ML_SOFT, _MULTI, _ML_MARGIN = 1, 2, 3
+_MULTI, _ML_MARGIN = 2, 3
 
 
-def _run(fn, kind, be, code, x0, rows_shape, C, target, labels, weight, margin, p, reduction,
+def _run(fn, kind, be, code, x0, rows_shape, C, labels, weight, margin, p, reduction,
          return_grad, grad_output):
     red = A.reduction_code(fn, reduction)
     acc = code + ACC_OFFSET
@@ -28,9 +32,8 @@ def _run(fn, kind, be, code, x0, rows_shape, C, target, labels, weight, margin, 
     if return_grad:
         g0 = be.empty((N, C), code)
         go = _grad_output_arg(be, fn, grad_output, red, rows_shape, acc)
-    _core.margin(be.device, be.stream, code, kind, N, C, be.arg(x0), be.arg(target),
-                 be.arg(labels), be.arg(weight), float(margin), int(p), red, be.arg(loss), be.arg(g0),
-                 be.arg(go))
+    _core.margin(be.device, be.stream, code, kind, N, C, be.arg(x0), be.arg(labels), be.arg(weight),
+                 float(margin), int(p), red, be.arg(loss), be.arg(g0), be.arg(go))
     out = loss.reshape(rows_shape) if red == 0 else be.scalar(loss)
     return out, g0
 
@@ -67,20 +70,21 @@ def multilabel_soft_margin_loss(input, target, weight=None, reduction: str = "me
     ``d_input = scale w_c (sigmoid(x) - t) / C``.
     """
     fn = "multilabel_soft_margin_loss"
-    be = backend_for(input, fn)
+    be = _cpu_backend(fn, input)  # row mode has no CUDA kernel yet
     x, code, C, rows_shape = _rows_input(be, fn, input)
     t = be.asarray(target)
     if not (be.is_int(t) or be.is_float(t)):
         raise TypeError(f"{fn}: target must be numeric (0 / 1), got {t.dtype}")
     if tuple(t.shape) != tuple(x.shape):
         raise A.shape_error(fn, "target must have the input's shape", "target", t.shape, "input", x.shape)
-    acc = code + ACC_OFFSET
-    w = _weight(be, fn, weight, C, acc, x.shape)
-    xm = be.contiguous(x).reshape(-1, C)
-    tm = be.contiguous(t, acc).reshape(-1)
-    out, g0 = _run(fn, _ML_SOFT, be, code, xm, rows_shape, C, tm, None, w, 0.0, 1, reduction,
-                      return_grad, grad_output)
-    return (out, g0.reshape(x.shape)) if return_grad else out
+    if be.is_int(t):
+        t = be.contiguous(t, code)
+    # Class weights are validated as (C,) here; the kernel applies them with period C.
+    w = _weight(be, fn, weight, C, code + ACC_OFFSET, x.shape)
+    # The per-element term is binary_cross_entropy_with_logits' (softplus(x) - t x),
+    # averaged over the row: the pointwise kernel's row mode.
+    return _pw_run(fn, x, t, reduction, return_grad, grad_output, weight=w, target_grad=False, row_len=C,
+                   kind="binary_cross_entropy_with_logits")
 
 
 def multi_margin_loss(input, target, p: int = 1, margin: float = 1.0, weight=None, reduction: str = "mean", *,
@@ -106,7 +110,7 @@ def multi_margin_loss(input, target, p: int = 1, margin: float = 1.0, weight=Non
                             "input", x.shape)
     margin = _number(fn, "margin", margin)
     w = _weight(be, fn, weight, C, code + ACC_OFFSET, x.shape)
-    out, g0 = _run(fn, _MULTI, be, code, be.contiguous(x).reshape(-1, C), rows_shape, C, None,
+    out, g0 = _run(fn, _MULTI, be, code, be.contiguous(x).reshape(-1, C), rows_shape, C,
                       be.labels(t).reshape(-1), w, margin, int(p), reduction, return_grad, grad_output)
     return (out, g0.reshape(x.shape)) if return_grad else out
 
@@ -129,7 +133,7 @@ def multilabel_margin_loss(input, target, reduction: str = "mean", *, return_gra
         raise TypeError(f"{fn}: target must hold integer class labels, got {t.dtype}")
     if tuple(t.shape) != tuple(x.shape):
         raise A.shape_error(fn, "target must have the input's shape", "target", t.shape, "input", x.shape)
-    out, g0 = _run(fn, _ML_MARGIN, be, code, be.contiguous(x).reshape(-1, C), rows_shape, C, None,
+    out, g0 = _run(fn, _ML_MARGIN, be, code, be.contiguous(x).reshape(-1, C), rows_shape, C,
                       be.labels(t).reshape(-1), None, 0.0, 1, reduction, return_grad, grad_output)
     return (out, g0.reshape(x.shape)) if return_grad else out
 

@@ -77,12 +77,15 @@ def _cpu_backend(fn, input):
 
 def _run(fn, input, target, reduction, return_grad, grad_output, *, weight=None, pos_weight=None,
          beta=1.0, log_target=False, log_input=True, full=False, check=None, reductions=A.REDUCTIONS,
-         var=None, target_grad=True, var_grad=True, alpha=-1.0, gamma=2.0, margin=1.0):
+         var=None, target_grad=True, var_grad=True, alpha=-1.0, gamma=2.0, margin=1.0, row_len=0, kind=None):
     """``var``: gaussian_nll_loss's variance already broadcast to the input's shape;
     its gradient comes back per element (accumulation dtype) for the caller to
     sum over the broadcast axes. Gradients: (d_input, d_target[, d_var]), or
     d_input alone when ``target_grad`` is False; ``var_grad=False``: a third
-    operand that is not differentiable (margin_ranking_loss's +-1 target)."""
+    operand that is not differentiable (margin_ranking_loss's +-1 target).
+    ``row_len`` > 0: row mode over the last axis (of that length): a row's loss is
+    the mean of its element losses and the output drops the last axis. ``kind``:
+    the kernel's loss when ``fn`` (the name in messages) is another API's."""
     be = backend_for(input, fn)
     x = be.asarray(input)
     code = be.dtype_code(x, fn, "input")
@@ -108,7 +111,8 @@ def _run(fn, input, target, reduction, return_grad, grad_output, *, weight=None,
     w, wp = _weight_arg(be, fn, "weight", weight, shape, acc)
     pw, pwp = _weight_arg(be, fn, "pos_weight", pos_weight, shape, acc)
     vm = None if var is None else be.contiguous(var, code).reshape(-1)
-    loss = be.empty((n,) if red == 0 else (1,), acc)
+    out_shape = shape[:-1] if row_len else shape
+    loss = be.empty((n // row_len if row_len else n,) if red == 0 else (1,), acc)
     gi = gt = gv = go = None
     if return_grad:
         gi = be.empty((n,), code)
@@ -116,14 +120,14 @@ def _run(fn, input, target, reduction, return_grad, grad_output, *, weight=None,
             gt = be.empty((n,), code)
         if vm is not None and var_grad:
             gv = be.empty((n,), acc)
-        go = _grad_output_arg(be, fn, grad_output, red, shape, acc)
+        go = _grad_output_arg(be, fn, grad_output, red, out_shape, acc)
     elif grad_output is not None:
         raise ValueError(f"{fn}: grad_output needs return_grad=True")
-    _core.pointwise(be.device, be.stream, code, _CODE[fn], n, be.arg(xm), be.arg(tm), be.arg(w), wp,
+    _core.pointwise(be.device, be.stream, code, _CODE[kind or fn], n, be.arg(xm), be.arg(tm), be.arg(w), wp,
                     be.arg(pw), pwp, float(beta), bool(log_target), bool(log_input), bool(full), red,
                     mean_divisor, be.arg(loss), be.arg(gi), be.arg(gt), be.arg(go), be.arg(vm), be.arg(gv),
-                    float(alpha), float(gamma), float(margin))
-    out = loss.reshape(shape) if red == 0 else be.scalar(loss)
+                    float(alpha), float(gamma), float(margin), int(row_len), 1.0 / row_len if row_len else 1.0)
+    out = loss.reshape(out_shape) if red == 0 else be.scalar(loss)
     if not return_grad:
         return out
     if not target_grad:
