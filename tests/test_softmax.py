@@ -305,6 +305,41 @@ def test_inplace_grad(rng, opts, C):
         lossx.cross_entropy(x, y, inplace_grad=True)
 
 
+@pytest.mark.parametrize("C", [1, 2, 7, 32, 33])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("opts", [{}, {"label_smoothing": 0.1, "weight": "w"}, {"z_loss": 1e-2}])
+def test_short_rows_blocks(rng, C, dtype, opts):
+    """Rows of up to 32 classes run a vector's worth at a time, one row per lane,
+    with the remainder on the row path: values, gradients and log-sum-exp against
+    torch for block-multiple and ragged row counts, ignored rows and a NaN row
+    (its block falls back to the row path's exact handling), and the same loss
+    with and without the gradient."""
+    opts = dict(opts)
+    if opts.get("weight") == "w":
+        opts["weight"] = rng.uniform(0.5, 2.0, C).astype(dtype)
+    zl = opts.pop("z_loss", 0.0)
+    N = 8 * 5 + 3
+    x = (rng.standard_normal((N, C)) * 3).astype(dtype)
+    y = rng.integers(0, C, N)
+    y[[3, 17]] = -100
+    x[9, 0] = np.nan
+    xt = t64(x, True)
+    tw = {k: (t64(v) if isinstance(v, np.ndarray) else v) for k, v in opts.items()}
+    per = F.cross_entropy(xt, torch.tensor(y), reduction="none", **tw)
+    lse_ref = torch.logsumexp(xt, 1)
+    per = per + zl * lse_ref ** 2 * (torch.tensor(y) != -100)
+    per.sum().backward()
+    loss, lse, g = lossx.cross_entropy(x, y, reduction="none", z_loss=zl, return_grad=True, return_lse=True,
+                                       grad_output=np.ones(N, dtype), **opts)
+    ok = np.arange(N) != 9
+    close(loss[ok], per.detach().numpy()[ok], dtype, np.sqrt(C), "loss")
+    assert np.isnan(loss[9]) and np.isnan(lse[9]) and np.isnan(g[9]).all()
+    close(g[ok], xt.grad.numpy()[ok], dtype, np.sqrt(C), "grad")
+    close(lse[ok], lse_ref.detach().numpy()[ok], dtype, np.sqrt(C), "lse")
+    assert (g[[3, 17]] == 0).all()
+    np.testing.assert_array_equal(lossx.cross_entropy(x, y, reduction="none", z_loss=zl, **opts), loss)
+
+
 @pytest.mark.parametrize("where", ["first", "last", "rising"])
 @pytest.mark.parametrize("opts", [{}, {"label_smoothing": 0.1, "weight": "w"}, {"soft": True}])
 def test_long_rows_running_max(rng, where, opts):

@@ -61,7 +61,9 @@ HWY_INLINE hn::Vec<D> FastExp(D d, hn::Vec<D> x) {
 template <class D, hwy::EnableIf<sizeof(hn::TFromD<D>) == 8>* = nullptr>
 HWY_INLINE hn::Vec<D> FastExp(D d, hn::Vec<D> x) {
   const auto underflow = hn::Lt(x, hn::Set(d, -708.0));
-  return hn::IfThenZeroElse(underflow, hn::Exp(d, x));
+  // Highway's Exp clamps its argument, which turns NaN into a number; the
+  // softmax sweep finds NaN rows by a NaN sum, so NaN must come through.
+  return hn::IfThenElse(hn::IsNaN(x), x, hn::IfThenZeroElse(underflow, hn::Exp(d, x)));
 }
 
 // ExpSoftmax: exp for the softmax sweep, whose arguments are z - max <= 0, and
