@@ -436,14 +436,13 @@ void BM_Margin(benchmark::State& st) {
   std::vector<int64_t> mlm(static_cast<size_t>(n), -1);
   for (int64_t i = 0; i < N; ++i)
     for (int64_t k = 0; k <= C / 20 && k < C; ++k) mlm[static_cast<size_t>(i * C + k)] = (i + 7 * k) % C;
-  auto args = [&](lossx::DType dt, const void* x, const void* t, void* loss, void* g) {
+  auto args = [&](lossx::DType dt, const void* x, void* loss, void* g) {
     lossx::MarginArgs a;
     a.dtype = dt;
     a.loss = kind;
     a.rows = N;
     a.classes = C;
     a.x0 = x;
-    a.target = t;
     a.labels = kind == lossx::MarginLoss::kMultiMargin ? b.labels.data() : mlm.data();
     a.loss_out = loss;
     a.grad0 = g;
@@ -451,13 +450,13 @@ void BM_Margin(benchmark::State& st) {
   };
   float loss = 0;
   std::vector<float> g(backward ? n : 0);
-  const auto a = args(lossx::DType::kF32, b.f[0].data(), b.f[1].data(), &loss, backward ? g.data() : nullptr);
+  const auto a = args(lossx::DType::kF32, b.f[0].data(), &loss, backward ? g.data() : nullptr);
   lossx::StatusInfo info;
   static std::set<std::string> done;
   if (done.insert(b.key + (backward ? "b" : "f")).second) {
     double dl = 0;
     std::vector<double> dg(backward ? n : 0);
-    Ok(lossx::margin_loss(args(lossx::DType::kF64, b.d[0].data(), b.d[1].data(), &dl, backward ? dg.data() : nullptr),
+    Ok(lossx::margin_loss(args(lossx::DType::kF64, b.d[0].data(), &dl, backward ? dg.data() : nullptr),
                           &info), info, name);
     Ok(lossx::margin_loss(a, &info), info, name);
     if (!Close(loss, dl)) Die(name, N, C, "loss " + std::to_string(loss) + " vs float64 " + std::to_string(dl));
