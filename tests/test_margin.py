@@ -232,6 +232,17 @@ class TestBadInput:
     def test_ranking_target_not_pm1(self):
         with pytest.raises(ValueError, match="position 1 is 2"):
             lossx.margin_ranking_loss(np.ones(3), np.ones(3), np.array([1, 2, -1]))
+        # Checked on the target's own values: a float64 target a hair off 1 does not
+        # pass by rounding to a float32 1, and NaN / float32 / strided targets are caught.
+        with pytest.raises(ValueError, match="position 2 is 1"):
+            lossx.margin_ranking_loss(np.ones(3, np.float32), np.ones(3, np.float32),
+                                      np.array([1.0, -1.0, 1 + 1e-10]))
+        with pytest.raises(ValueError, match="position 0 is nan"):
+            lossx.margin_ranking_loss(np.ones(2, np.float32), np.ones(2, np.float32),
+                                      np.array([np.nan, 1.0], np.float32))
+        with pytest.raises(ValueError, match="position 4 is 0"):
+            lossx.margin_ranking_loss(np.ones((2, 3)), np.ones((2, 3)),
+                                      np.array([[1.0, 9, -1, 9, 1, 9], [1, 9, 0, 9, 1, 9]])[:, ::2])
 
     @pytest.mark.parametrize("bad,pos", [(3, 1), (-1, 1)])
     def test_multi_margin_label_range(self, bad, pos):

@@ -186,11 +186,10 @@ def binary_cross_entropy_with_logits(input, target, weight=None, *, reduction="m
 def _first_invalid(v, code, rule):
     """Flat index of the first element of the C-contiguous 1-D array ``v``
     breaking ``rule`` (0: only -1 and +1; 1: inside [0, 1], NaN outside), or -1.
-    float32/float64 are scanned in C++ (one read, no copies); float16/bfloat16
-    through NumPy in float64."""
-    i = _core.first_invalid(v, code, v.size, rule)
-    if i != -2:
-        return i
+    ``code`` 0/1 (float32/float64) is scanned in C++ (one read, no copies); any
+    other array (float16/bfloat16, integers) through NumPy in float64."""
+    if code in (0, 1):
+        return _core.first_invalid(v, code, v.size, rule)
     w = np.asarray(v, dtype=np.float64)
     bad = (np.abs(w) != 1) if rule == 0 else ~((w >= 0) & (w <= 1))
     return int(np.flatnonzero(bad)[0]) if bad.any() else -1
@@ -343,11 +342,13 @@ def margin_ranking_loss(input1, input2, target, margin=0.0, reduction="mean", *,
         raise A.shape_error(fn, "target must have the inputs' shape", "target", t.shape, "input1", x1.shape)
     if not (be.is_int(t) or be.is_float(t)):
         raise TypeError(f"{fn}: target must be numeric (+1 / -1), got {t.dtype}")
-    tf = np.asarray(t, dtype=np.float64)
-    bad = np.abs(tf) != 1
-    if bad.any():
-        i = int(np.flatnonzero(bad.reshape(-1))[0])
-        raise ValueError(f"{fn}: target at position {i} is {tf.reshape(-1)[i]:g}; it must be 1 or -1")
+    # The +-1 rule on the target's own values (a float64 1 + 1e-10 must not pass by
+    # rounding to a float32 1): float32/float64 scanned in C++, other dtypes in NumPy.
+    tflat = be.contiguous(t).reshape(-1)
+    own = {np.dtype(np.float32): 0, np.dtype(np.float64): 1}.get(np.dtype(tflat.dtype))
+    i = _first_invalid(tflat, own, 0) if own is not None else _first_invalid(tflat, -1, 0)
+    if i >= 0:
+        raise ValueError(f"{fn}: target at position {i} is {float(tflat[i]):g}; it must be 1 or -1")
     tv = be.contiguous(t, code)
     r = _run(fn, x1, x2, reduction, return_grad, grad_output, var=tv, var_grad=False, margin=margin)
     if not return_grad:
