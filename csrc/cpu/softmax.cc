@@ -133,21 +133,20 @@ HWY_INLINE hn::TFromD<D> RowMaxExpSum(D d, const hn::TFromD<D>* z, int64_t n, hn
   return s;
 }
 
-// Gradient pass over stored exponentials: out[j] = f(j, coef_c * e[j]) with the
-// chunk's rescale folded into coef_c (see RowMaxExpSum).
+// Gradient pass in place over the stored exponentials: e[j] = f(j, coef_c * e[j])
+// with the chunk's rescale folded into coef_c (see RowMaxExpSum).
 template <class D, class F>
-HWY_INLINE void RowMapScaled(D d, int64_t n, hn::TFromD<D>* out, const hn::TFromD<D>* e,
-                             const hn::TFromD<D>* chunk_max, hn::TFromD<D> m,
-                             hn::TFromD<D> coef, F&& f) {
+HWY_INLINE void RowMapScaled(D d, int64_t n, hn::TFromD<D>* e, const hn::TFromD<D>* chunk_max,
+                             hn::TFromD<D> m, hn::TFromD<D> coef, F&& f) {
   const int64_t L = static_cast<int64_t>(hn::Lanes(d));
   for (int64_t c0 = 0, c = 0; c0 < n; c0 += kChunk, ++c) {
     const auto vc = hn::Set(d, chunk_max[c] == m ? coef : coef * std::exp(chunk_max[c] - m));
     const int64_t end = std::min(n, c0 + kChunk);
     int64_t j = c0;
-    for (; j + L <= end; j += L) hn::StoreU(f(j, hn::Mul(vc, hn::LoadU(d, e + j))), d, out + j);
+    for (; j + L <= end; j += L) hn::StoreU(f(j, hn::Mul(vc, hn::LoadU(d, e + j))), d, e + j);
     if (j < end) {
       const size_t rem = static_cast<size_t>(end - j);
-      StoreTail(d, f(j, hn::Mul(vc, LoadTail(d, e + j, rem, hn::TFromD<D>(0)))), out + j, rem);
+      StoreTail(d, f(j, hn::Mul(vc, LoadTail(d, e + j, rem, hn::TFromD<D>(0)))), e + j, rem);
     }
   }
 }
@@ -498,7 +497,7 @@ void CERowsImpl(const CEJob& job, int64_t begin, int64_t end) {
       const auto one = hn::Set(d, T(1));
       if (job.labels) {
         const auto smooth = hn::Set(d, scale * eps * inv_c);
-        RowMapScaled(d, C, e, e, cmax, m, coef, [&](int64_t j, auto g) {
+        RowMapScaled(d, C, e, cmax, m, coef, [&](int64_t j, auto g) {
           if (eps > 0) g = hn::NegMulAdd(smooth, w ? LoadSafe(d, w, j, C) : one, g);
           if (cap) {
             const auto zc = hn::Mul(LoadSafe(d, z, j, C), capinv);
@@ -515,7 +514,7 @@ void CERowsImpl(const CEJob& job, int64_t begin, int64_t end) {
         e[y] -= corr;
       } else {
         const auto k1 = hn::Set(d, scale * (1 - eps)), k2 = hn::Set(d, scale * eps * inv_c);
-        RowMapScaled(d, C, e, e, cmax, m, coef, [&](int64_t j, auto ce) {
+        RowMapScaled(d, C, e, cmax, m, coef, [&](int64_t j, auto ce) {
           auto a = hn::MulAdd(k1, LoadSafe(d, t, j, C), k2);
           if (w) a = hn::Mul(a, LoadSafe(d, w, j, C));
           auto g = hn::Sub(ce, a);
