@@ -340,13 +340,16 @@ def test_short_rows_blocks(rng, C, dtype, opts):
     np.testing.assert_array_equal(lossx.cross_entropy(x, y, reduction="none", z_loss=zl, **opts), loss)
 
 
-@pytest.mark.parametrize("where", ["first", "last", "rising"])
+@pytest.mark.parametrize("where", ["first", "last", "rising", "above", "far"])
 @pytest.mark.parametrize("opts", [{}, {"label_smoothing": 0.1, "weight": "w"}, {"soft": True}])
 def test_long_rows_running_max(rng, where, opts):
     """Rows longer than the sweep's chunk (2048) are read once, with a running
     max: the sum is rescaled whenever a later chunk holds a larger logit, and the
     stored exponentials of earlier chunks are rescaled in the gradient pass.
-    The max in the first chunk, in the last, or growing chunk by chunk."""
+    The max in the first chunk, in the last, or growing chunk by chunk. Chunks
+    after the first are summed against the first chunk's max: a later logit 10
+    above it is summed as it is ("above"), one 100 above it would overflow the
+    exp and makes the chunk be swept again after a max pass ("far")."""
     opts = dict(opts)
     N, C = 7, 9001
     x = rng.standard_normal((N, C)).astype(np.float32) * 2
@@ -354,8 +357,12 @@ def test_long_rows_running_max(rng, where, opts):
         x[:, 5] = 30
     elif where == "last":
         x[:, C - 3] = 30
-    else:
+    elif where == "rising":
         x += np.linspace(0, 40, C, dtype=np.float32)
+    elif where == "above":
+        x[:, 4100] = x[:, :2048].max(1) + 10
+    else:
+        x[:, 7000] = x[:, :2048].max(1) + 100
     y = rng.integers(0, C, N)
     y[0] = C - 3
     yt = torch.tensor(y)
@@ -415,6 +422,53 @@ def test_nonfinite_logits():
     assert loss[3] == 0 and ref[3] == 0
     assert g[0, 2] == 0 and np.all(np.isfinite(g[0]))
     assert np.all(g[3] == 0), "ignored rows never get NaN gradients"
+
+
+NAN_BITS = [0x7FC00000, 0x7FC001FF, 0xFFC00003, 0x7F800001, 0xFFFFFFFF]
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered in cast")  # numpy on signalling NaNs
+@pytest.mark.parametrize("C", [10, 100, 5000])
+def test_nan_payloads_and_nonfinite_rows(simd_target, C):
+    """Every NaN bit pattern (quiet, signalling, negative, with payload bits in the
+    low mantissa, which the sweep's exp would shift into the exponent) makes its
+    row's loss, lse and gradient NaN, wherever it sits: first or last chunk of a
+    long row, in a short-row block, in the SIMD tail. +inf rows are NaN, rows of
+    -inf are NaN (torch: -inf - -inf), and -inf next to finite logits is exact."""
+    rng = np.random.default_rng(C)
+    N = 8 * len(NAN_BITS) + 5
+    x = rng.standard_normal((N, C)).astype(np.float32)
+    bad = {}
+    for k, b in enumerate(NAN_BITS):
+        for r, col in enumerate([0, C - 1, C // 2, min(2100, C - 1)]):
+            i = 8 * k + r
+            x.view(np.uint32)[i, col] = b
+            bad[i] = "nan"
+    i0 = 8 * len(NAN_BITS)
+    x[i0, C // 3] = np.inf
+    x[i0 + 1] = -np.inf
+    x[i0 + 2, : C // 2] = -np.inf  # a leading chunk of -inf when C > 4096
+    x[i0 + 3, ::3] = -np.inf
+    bad[i0] = bad[i0 + 1] = "nan"
+    y = (np.arange(N) * 7 + 1) % C
+    y[i0 + 2] = C - 1
+    y[i0 + 3] = 1
+    xt = t64(x)
+    ref = F.cross_entropy(xt, torch.tensor(y), reduction="none").numpy()
+    loss, lse, g = lossx.cross_entropy(x, y, reduction="none", return_grad=True, return_lse=True,
+                                       grad_output=np.ones(N, np.float32))
+    for i in range(N):
+        if i in bad:
+            assert np.isnan(ref[i]), i
+            assert np.isnan(loss[i]) and np.isnan(g[i]).all(), (i, loss[i])
+            assert np.isnan(lse[i]) or (i == i0 and lse[i] == np.inf), (i, lse[i])
+    ok = np.array([i not in bad for i in range(N)])
+    close(loss[ok], ref[ok], np.float32, np.sqrt(C))
+    assert (g[i0 + 2, : C // 2] == 0).all() and (g[i0 + 3, 3::3] == 0).all()
+    np.testing.assert_array_equal(lossx.cross_entropy(x, y, reduction="none"), loss)
+    lse2 = lossx.logsumexp(x)
+    assert all(np.isnan(lse2[i]) for i in bad if i != i0)
+    close(lse2[ok], torch.logsumexp(xt, 1).numpy()[ok], np.float32, np.sqrt(C))
 
 
 def test_empty_and_all_ignored():
@@ -544,6 +598,11 @@ def test_exp_softmax_accuracy():
     assert lossx._core._exp_max_ulp(near, softmax=True) <= 2.1
     for k in range(2, 88):
         x = np.linspace(-min(k + 1, 87.3), -k, 20_001, dtype=np.float32)
+        assert lossx._core._exp_max_ulp(x, softmax=True) <= 2.1 + 0.23 * (k + 1), k
+    # Above 0 (a long row's later chunks are summed against the first chunk's
+    # max, and accepted while their terms stay below 2^20, x < 13.9): same bound.
+    for k in range(0, 14):
+        x = np.linspace(k, k + 1, 20_001, dtype=np.float32)
         assert lossx._core._exp_max_ulp(x, softmax=True) <= 2.1 + 0.23 * (k + 1), k
     # Below the range: exact zeros in cross_entropy's gradient (its sweep's exp).
     z = np.zeros((1, 20), np.float32)

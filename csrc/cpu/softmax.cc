@@ -56,11 +56,10 @@ HWY_INLINE hn::TFromD<D> RowMax(D d, const hn::TFromD<D>* z, int64_t n) {
 }
 
 // sum_j exp(z_j - m); stores the exponentials into e when kStore.
-// The sum lies in [1, n] for a finite row; a NaN or +-inf anywhere in the row
-// (or a row of -inf) makes it NaN: x - m is NaN for the NaN/+inf element itself,
-// or for every element when m is infinite. -inf next to a finite max is exact
-// (exp gives 0), so such rows stay on the vector path.
-template <bool kStore, class D>
+// m must be finite. The sum is NaN when the chunk holds a NaN (the max may have
+// dropped it, the exp does not); -inf next to a finite m is exact (exp gives 0).
+// kAbove: m is an estimate that logits may exceed (see RowMaxExpSum).
+template <bool kStore, bool kAbove, class D>
 HWY_INLINE hn::TFromD<D> RowExpSum(D d, const hn::TFromD<D>* z, int64_t n, hn::TFromD<D> m,
                                    hn::TFromD<D>* e) {
   using T = hn::TFromD<D>;
@@ -69,64 +68,79 @@ HWY_INLINE hn::TFromD<D> RowExpSum(D d, const hn::TFromD<D>* z, int64_t n, hn::T
   auto s0 = hn::Zero(d), s1 = s0, s2 = s0, s3 = s0;
   int64_t j = 0;
   for (; j + 4 * L <= n; j += 4 * L) {
-    const auto e0 = ExpSoftmax(d, hn::Sub(hn::LoadU(d, z + j), vm));
-    const auto e1 = ExpSoftmax(d, hn::Sub(hn::LoadU(d, z + j + L), vm));
-    const auto e2 = ExpSoftmax(d, hn::Sub(hn::LoadU(d, z + j + 2 * L), vm));
-    const auto e3 = ExpSoftmax(d, hn::Sub(hn::LoadU(d, z + j + 3 * L), vm));
-    s0 = hn::Add(s0, e0);
-    s1 = hn::Add(s1, e1);
-    s2 = hn::Add(s2, e2);
-    s3 = hn::Add(s3, e3);
+    hn::Vec<D> x[4];
+    for (int k = 0; k < 4; ++k) x[k] = hn::Sub(hn::LoadU(d, z + j + k * L), vm);
+    ExpSoftmaxN<2, kAbove>(d, x);
+    ExpSoftmaxN<2, kAbove>(d, x + 2);
+    s0 = hn::Add(s0, x[0]);
+    s1 = hn::Add(s1, x[1]);
+    s2 = hn::Add(s2, x[2]);
+    s3 = hn::Add(s3, x[3]);
     if (kStore) {
-      hn::StoreU(e0, d, e + j);
-      hn::StoreU(e1, d, e + j + L);
-      hn::StoreU(e2, d, e + j + 2 * L);
-      hn::StoreU(e3, d, e + j + 3 * L);
+      for (int k = 0; k < 4; ++k) hn::StoreU(x[k], d, e + j + k * L);
     }
   }
   for (; j + L <= n; j += L) {
-    const auto e0 = ExpSoftmax(d, hn::Sub(hn::LoadU(d, z + j), vm));
+    auto e0 = hn::Sub(hn::LoadU(d, z + j), vm);
+    ExpSoftmaxN<1, kAbove>(d, &e0);
     s0 = hn::Add(s0, e0);
     if (kStore) hn::StoreU(e0, d, e + j);
   }
   if (j < n) {
     const size_t rem = static_cast<size_t>(n - j);
-    const auto x = LoadTail(d, z + j, rem, -std::numeric_limits<T>::infinity());
-    const auto e0 = ExpSoftmax(d, hn::Sub(x, vm));
+    auto e0 = hn::Sub(LoadTail(d, z + j, rem, -std::numeric_limits<T>::infinity()), vm);
+    ExpSoftmaxN<1, kAbove>(d, &e0);
     s0 = hn::Add(s0, e0);
     if (kStore) StoreTail(d, e0, e + j, rem);
   }
   return hn::GetLane(hn::SumOfLanes(d, hn::Add(hn::Add(s0, s1), hn::Add(s2, s3))));
 }
 
-// The row is swept in chunks small enough for L1: a chunk's max, then its
-// exponentials against the running max, so that each logit is read from memory
-// once and the exp work on one chunk overlaps the hardware prefetch of the next
-// (a whole-row max pass first would leave the cores idle during the memory read,
-// and rows beyond L2's size would be read from memory twice). When the running
-// max grows, the sum so far is rescaled; chunk_max[c] records the max chunk c's
-// stored exponentials are relative to, so the gradient pass can rescale them by
-// exp(chunk_max[c] - m) (exactly 1 for every chunk after the row max is seen).
+// The row is swept in chunks small enough for L1, so that each logit is read
+// from memory once and the exp work on one chunk overlaps the hardware prefetch
+// of the next (a whole-row max pass first would leave the cores idle during the
+// memory read, and rows beyond L2's size would be read from memory twice).
+// Only the first chunk gets a max pass. Later chunks are summed against that
+// max m, which any m does exactly as long as no term overflows: a logit above
+// m is fine (kAbove), and its term shows in the chunk's sum. A chunk whose sum
+// reaches 2^20 (a logit about 14 above m, where the exp's error grows past 3
+// ulp), or is NaN or inf, is swept again after a max pass, with the sum so far
+// rescaled to the new max. Skipping the max pass saves about 10% of a long
+// row's sweep, and logits rarely jump by 14 after the first 2048.
+// chunk_max[c] records the m chunk c's stored exponentials are relative to, so
+// the gradient pass can rescale them by exp(chunk_max[c] - m) (exactly 1 for
+// every chunk after the last rescale).
 constexpr int64_t kChunk = 2048;
 
 HWY_INLINE int64_t NumChunks(int64_t n) { return (n + kChunk - 1) / kChunk; }
 
+// Returns NaN when the row holds NaN or +inf, or starts with a chunk of -inf
+// (whose x = -inf - -inf would be NaN): the caller's exact path handles those.
 template <bool kStore, class D>
 HWY_INLINE hn::TFromD<D> RowMaxExpSum(D d, const hn::TFromD<D>* z, int64_t n, hn::TFromD<D>* m_out,
                                       hn::TFromD<D>* e, hn::TFromD<D>* chunk_max) {
   using T = hn::TFromD<D>;
-  T m = -std::numeric_limits<T>::infinity();
-  T s = 0;
-  for (int64_t c0 = 0, c = 0; c0 < n; c0 += kChunk, ++c) {
+  constexpr T kInf = std::numeric_limits<T>::infinity();
+  constexpr T kNaN = std::numeric_limits<T>::quiet_NaN();
+  const int64_t len0 = std::min(kChunk, n);
+  T m = RowMax(d, z, len0);
+  if (!(m > -kInf && m < kInf)) return kNaN;
+  T s = RowExpSum<kStore, false>(d, z, len0, m, e);
+  if (chunk_max) chunk_max[0] = m;
+  for (int64_t c0 = kChunk, c = 1; c0 < n; c0 += kChunk, ++c) {
     const int64_t len = std::min(kChunk, n - c0);
-    const T mc = RowMax(d, z + c0, len);
-    if (c == 0) {
-      m = mc;
-    } else if (mc > m) {  // false for NaN: its exp below turns s into NaN
-      s *= std::exp(m - mc);
-      m = mc;
+    T* ec = kStore ? e + c0 : nullptr;
+    T sc = RowExpSum<kStore, true>(d, z + c0, len, m, ec);
+    if (!(sc < T(1 << 20))) {
+      const T mc = RowMax(d, z + c0, len);
+      if (std::isnan(mc) || mc == kInf) return kNaN;
+      if (mc > m) {
+        s *= std::exp(m - mc);
+        m = mc;
+      }
+      sc = RowExpSum<kStore, false>(d, z + c0, len, m, ec);
     }
-    s += RowExpSum<kStore>(d, z + c0, len, m, kStore ? e + c0 : nullptr);
+    s += sc;
     if (chunk_max) chunk_max[c] = m;
   }
   *m_out = m;
@@ -286,7 +300,8 @@ HWY_NOINLINE bool ShortRows(D d, const CEJob& job, int64_t i0) {
     s = hn::Add(s, e);
     if (grad && eps == 0) hn::Store(e, d, cols + j * L);
   }
-  // A finite row's sum is in [1, C]; anything else means NaN/inf somewhere.
+  // A finite row's sum is in [1, C]; anything else means NaN/inf somewhere
+  // (the max may drop a NaN, but its own x is NaN and so is the sum).
   if (!hn::AllTrue(d, hn::And(hn::Ge(s, hn::Set(d, T(1))), hn::Le(s, hn::Set(d, static_cast<T>(C))))))
     return false;
   // Per-lane label terms, as the row path: A = sum_k a_k, AZ = sum_k a_k (z_k - m).
@@ -650,16 +665,22 @@ void SoftmaxRowsImpl(const SoftmaxJob& job, int64_t begin, int64_t end) {
 void SoftmaxRowsF32(const SoftmaxJob& job, int64_t b, int64_t e) { SoftmaxRowsImpl<float>(job, b, e); }
 void SoftmaxRowsF64(const SoftmaxJob& job, int64_t b, int64_t e) { SoftmaxRowsImpl<double>(job, b, e); }
 
-// Float32 exp accuracy probe for the tests: max ulp error of FastExp (or of
-// ExpSoftmax when `softmax`) against double.
+// Float32 exp accuracy probe for the tests: max ulp error of FastExp (or, when
+// `softmax`, of the sweep's exp in its kAbove form, which is the plain form
+// plus a clamp at 88) against double.
 double ExpMaxUlp(const float* x, int64_t n, bool softmax) {
   const hn::ScalableTag<float> d;
   const int64_t L = static_cast<int64_t>(hn::Lanes(d));
   double worst = 0;
   for (int64_t j = 0; j < n; j += L) {
     HWY_ALIGN float out[hn::MaxLanes(d)];
-    const auto v = LoadSafe(d, x, j, n);
-    hn::Store(softmax ? ExpSoftmax(d, v) : FastExp(d, v), d, out);
+    auto v = LoadSafe(d, x, j, n);
+    if (softmax) {
+      ExpSoftmaxN<1, true>(d, &v);
+    } else {
+      v = FastExp(d, v);
+    }
+    hn::Store(v, d, out);
     for (int64_t k = 0; k < L && j + k < n; ++k) {
       const double ref = std::exp(static_cast<double>(x[j + k]));
       const float rf = static_cast<float>(ref);
