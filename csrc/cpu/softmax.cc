@@ -65,19 +65,18 @@ HWY_INLINE hn::TFromD<D> RowExpSum(D d, const hn::TFromD<D>* z, int64_t n, hn::T
   using T = hn::TFromD<D>;
   const int64_t L = static_cast<int64_t>(hn::Lanes(d));
   const auto vm = hn::Set(d, m);
-  auto s0 = hn::Zero(d), s1 = s0, s2 = s0, s3 = s0;
+  // Two vectors per step and two sums: with four, GCC ran out of the 16 AVX2
+  // registers and kept the sums in memory.
+  auto s0 = hn::Zero(d), s1 = s0;
   int64_t j = 0;
-  for (; j + 4 * L <= n; j += 4 * L) {
-    hn::Vec<D> x[4];
-    for (int k = 0; k < 4; ++k) x[k] = hn::Sub(hn::LoadU(d, z + j + k * L), vm);
+  for (; j + 2 * L <= n; j += 2 * L) {
+    hn::Vec<D> x[2] = {hn::Sub(hn::LoadU(d, z + j), vm), hn::Sub(hn::LoadU(d, z + j + L), vm)};
     ExpSoftmaxN<2, kAbove>(d, x);
-    ExpSoftmaxN<2, kAbove>(d, x + 2);
     s0 = hn::Add(s0, x[0]);
     s1 = hn::Add(s1, x[1]);
-    s2 = hn::Add(s2, x[2]);
-    s3 = hn::Add(s3, x[3]);
     if (kStore) {
-      for (int k = 0; k < 4; ++k) hn::StoreU(x[k], d, e + j + k * L);
+      hn::StoreU(x[0], d, e + j);
+      hn::StoreU(x[1], d, e + j + L);
     }
   }
   for (; j + L <= n; j += L) {
@@ -93,7 +92,7 @@ HWY_INLINE hn::TFromD<D> RowExpSum(D d, const hn::TFromD<D>* z, int64_t n, hn::T
     s0 = hn::Add(s0, e0);
     if (kStore) StoreTail(d, e0, e + j, rem);
   }
-  return hn::GetLane(hn::SumOfLanes(d, hn::Add(hn::Add(s0, s1), hn::Add(s2, s3))));
+  return hn::GetLane(hn::SumOfLanes(d, hn::Add(s0, s1)));
 }
 
 // The row is swept in chunks small enough for L1, so that each logit is read
