@@ -27,6 +27,7 @@ struct CEJob {
   void* lse;              // A[rows] or nullptr
   void* grad;             // dtype, or nullptr
   void* grad_target;      // dtype, or nullptr
+  bool stream_grad = false;  // write gradient rows with non-temporal stores (see CERowsImpl)
 };
 
 struct SoftmaxJob {
