@@ -115,7 +115,18 @@ template <typename A>
 struct PwOpt {
   A beta;  // smooth_l1 beta, huber delta, poisson eps
   bool has_pw, log_target, log_input, full;
+  A alpha, gamma, margin;  // sigmoid_focal (alpha < 0: no weighting), hinge_embedding
+  int igamma;  // gamma when it is an integer in [0, 16] (exact powers by multiplication), else -1
 };
+
+// The options from the C API's arguments, as the CPU loop forms them.
+template <typename A>
+PwOpt<A> make_opt(double beta, bool has_pw, bool log_target, bool log_input, bool full, double alpha,
+                  double gamma, double margin) {
+  const bool int_gamma = gamma == std::floor(gamma) && gamma <= 16;
+  return PwOpt<A>{static_cast<A>(beta), has_pw, log_target, log_input, full, static_cast<A>(alpha),
+                  static_cast<A>(gamma), static_cast<A>(margin), int_gamma ? static_cast<int>(gamma) : -1};
+}
 
 // Value rules checked on the device (the CPU path checks them in Python):
 // kCheckInput / kCheckTarget turn the check on, bad_*() flags an element,
@@ -296,6 +307,65 @@ struct PoissonNLLFn : NoCheck {
   }
 };
 
+// Targets are +-1 (checked in the sweep), so torch's two where() terms reduce to
+// x or max(m - x, 0); clamp_min's gradient passes at the kink (m - x >= 0) and
+// not where it is NaN. The target has no gradient.
+struct HingeEmbeddingFn : PlusMinusOneTargetCheck {
+  LOSSX_CU_PW_EVAL {
+    (void)pw;
+    const bool pos = y == A(1);
+    const A h = p.margin - x;
+    l = pos ? x : keep_nan(h, d_max(h, A(0)));
+    gx = pos ? A(1) : (h >= A(0) ? A(-1) : A(0));
+    gy = A(0);
+  }
+};
+
+// torchvision's sigmoid_focal_loss, as the CPU's SigmoidFocalFn: ce (1 - p_t)^gamma,
+// with q = 1 - p_t formed as p (1 - y) + (1 - p) y from the two stable sigmoids,
+// dq/dx = p (1 - p)(1 - 2y), dq/dy = 1 - 2p; times alpha y + (1 - alpha)(1 - y)
+// when alpha >= 0.
+struct SigmoidFocalFn : NoCheck {
+  LOSSX_CU_PW_EVAL {
+    (void)pw;
+    const A e = d_exp(-d_abs(x));
+    const A inv = A(1) / (A(1) + e);
+    const A omy = A(1) - y;
+    const A ce = omy * x + (d_max(-x, A(0)) + d_log1p(e));
+    const A sp = sigmoid_from(x, e, inv), sn = sigmoid_from(-x, e, inv);
+    const A q = sp * omy + sn * y;
+    A f, fd;  // q^gamma and gamma q^(gamma - 1)
+    if (p.igamma == 0) {
+      f = A(1);
+      fd = A(0);  // torch's pow backward with exponent 0 is 0, also at q = 0
+    } else if (p.igamma > 0) {
+      A qk = A(1);
+      for (int k = 1; k < p.igamma; ++k) qk *= q;
+      f = qk * q;
+      fd = static_cast<A>(p.igamma) * qk;
+    } else if (q < A(0)) {
+      f = fd = static_cast<A>(NAN);  // no real power of a negative q, as torch
+    } else {
+      // At q = 0, fd = 0: the product ce fd dq has limit 0 there (torch: inf * 0).
+      f = q > A(0) ? d_exp(p.gamma * d_log(q)) : A(0);
+      fd = q > A(0) ? p.gamma * f / q : A(0);
+      if (is_nan(q)) f = fd = q;
+    }
+    const A cfd = ce * fd;
+    const A dqx = (sp * sn) * (A(1) - A(2) * y);
+    l = ce * f;
+    gx = cfd * dqx + (sp - y) * f;
+    gy = cfd * (sn - sp) + (-x) * f;
+    if (p.alpha >= A(0)) {
+      const A a2 = A(2) * p.alpha - A(1);
+      const A at = a2 * y + (A(1) - p.alpha);
+      gy = at * gy + a2 * l;
+      gx = at * gx;
+      l = at * l;
+    }
+  }
+};
+
 #undef LOSSX_CU_PW_EVAL
 
 // ---------------------------------------------------------- the table ----
@@ -319,6 +389,8 @@ LOSSX_CUDA_POINTWISE(kSoftMargin, SoftMarginFn)
 LOSSX_CUDA_POINTWISE(kBCE, BCEFn)
 LOSSX_CUDA_POINTWISE(kKLDiv, KLDivFn)
 LOSSX_CUDA_POINTWISE(kPoissonNLL, PoissonNLLFn)
+LOSSX_CUDA_POINTWISE(kHingeEmbedding, HingeEmbeddingFn)
+LOSSX_CUDA_POINTWISE(kSigmoidFocal, SigmoidFocalFn)
 #undef LOSSX_CUDA_POINTWISE
 
 // One element, as the CPU loop does it: the functor, then the weight on the
@@ -485,7 +557,8 @@ Status launch(const PointwiseArgs& a, StatusInfo* info) {
   p.wp = a.weight_period;
   p.pw = static_cast<const A*>(a.pos_weight);
   p.pwp = a.pos_weight_period;
-  p.opt = PwOpt<A>{static_cast<A>(a.beta), a.pos_weight != nullptr, a.log_target, a.log_input, a.full};
+  p.opt = make_opt<A>(a.beta, a.pos_weight != nullptr, a.log_target, a.log_input, a.full, a.alpha, a.gamma,
+                      a.margin);
   p.none = none;
   p.mean = a.reduction == Reduction::kMean;
   p.divisor = a.mean_divisor > 0 ? a.mean_divisor : static_cast<double>(n);

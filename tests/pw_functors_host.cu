@@ -29,13 +29,14 @@ void host_run(const PwOpt<A>& o, int64_t n, const A* x, const A* y, const A* w, 
 }
 
 template <class Fn, typename A>
-int host_typed(int has_pw, double beta, int log_target, int log_input, int full, int64_t n, const void* x,
-               const void* y, const void* w, int64_t wp, const void* pw, int64_t pwp, const void* go, void* l,
-               void* gx, void* gy, int64_t* bad) {
+int host_typed(int has_pw, double beta, int log_target, int log_input, int full, double alpha, double gamma,
+               double margin, int64_t n, const void* x, const void* y, const void* w, int64_t wp, const void* pw,
+               int64_t pwp, const void* go, void* l, void* gx, void* gy, int64_t* bad) {
   if constexpr (std::is_void_v<Fn>) {
     return -1;
   } else {
-    const PwOpt<A> o{static_cast<A>(beta), has_pw != 0, log_target != 0, log_input != 0, full != 0};
+    const PwOpt<A> o = make_opt<A>(beta, has_pw != 0, log_target != 0, log_input != 0, full != 0, alpha, gamma,
+                                   margin);
     host_run<Fn, A>(o, n, static_cast<const A*>(x), static_cast<const A*>(y), static_cast<const A*>(w), wp,
                     static_cast<const A*>(pw), pwp, static_cast<const A*>(go), static_cast<A*>(l),
                     static_cast<A*>(gx), static_cast<A*>(gy), bad);
@@ -49,19 +50,20 @@ int host_typed(int has_pw, double beta, int log_target, int log_input, int full,
 
 // kind: the .def position; f64: float64 (else float32) arrays. Returns -1 for a
 // loss without a CUDA functor, -2 for an unknown kind.
-extern "C" int lossx_pw_host(int kind, int f64, double beta, int log_target, int log_input, int full, int64_t n,
-                             const void* x, const void* y, const void* w, int64_t wp, const void* pw, int64_t pwp,
-                             const void* go, void* l, void* gx, void* gy, int64_t* bad) {
+extern "C" int lossx_pw_host(int kind, int f64, double beta, int log_target, int log_input, int full, double alpha,
+                             double gamma, double margin, int64_t n, const void* x, const void* y, const void* w,
+                             int64_t wp, const void* pw, int64_t pwp, const void* go, void* l, void* gx, void* gy,
+                             int64_t* bad) {
   using namespace lossx;
   using namespace lossx::cuda;
   switch (static_cast<PointwiseLoss>(kind)) {
 #define LOSSX_POINTWISE(id, name, fn)                                                                     \
   case PointwiseLoss::id: {                                                                               \
     using F = typename CudaPw<PointwiseLoss::id>::type;                                                   \
-    return f64 ? host_typed<F, double>(pw != nullptr, beta, log_target, log_input, full, n, x, y, w, wp, pw, \
-                                       pwp, go, l, gx, gy, bad)                                           \
-               : host_typed<F, float>(pw != nullptr, beta, log_target, log_input, full, n, x, y, w, wp, pw, \
-                                      pwp, go, l, gx, gy, bad);                                           \
+    return f64 ? host_typed<F, double>(pw != nullptr, beta, log_target, log_input, full, alpha, gamma, margin, \
+                                       n, x, y, w, wp, pw, pwp, go, l, gx, gy, bad)                       \
+               : host_typed<F, float>(pw != nullptr, beta, log_target, log_input, full, alpha, gamma, margin,  \
+                                      n, x, y, w, wp, pw, pwp, go, l, gx, gy, bad);                       \
   }
 #include "lossx/pointwise_losses.def"
 #undef LOSSX_POINTWISE

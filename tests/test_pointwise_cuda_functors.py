@@ -39,8 +39,9 @@ def host_lib(tmp_path_factory):
     lib = build_host_lib(tmp_path_factory.mktemp("pw_host"), "pw_functors_host.cu")
     p, i64 = ctypes.c_void_p, ctypes.c_int64
     lib.lossx_pw_host.restype = ctypes.c_int
-    lib.lossx_pw_host.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_double, ctypes.c_int, ctypes.c_int,
-                                  ctypes.c_int, i64, p, p, p, i64, p, i64, p, p, p, p, ctypes.POINTER(i64)]
+    dbl = ctypes.c_double
+    lib.lossx_pw_host.argtypes = [ctypes.c_int, ctypes.c_int, dbl, ctypes.c_int, ctypes.c_int, ctypes.c_int,
+                                  dbl, dbl, dbl, i64, p, p, p, i64, p, i64, p, p, p, p, ctypes.POINTER(i64)]
     return lib
 
 
@@ -58,9 +59,12 @@ def run_host(lib, name, x, y, weight=None, pos_weight=None, grad_output=None, **
     bad = (ctypes.c_int64 * 2)()
     ptr = lambda a: None if a is None else a.ctypes.data  # noqa: E731
     beta = float(opts.get(BETA_KEY.get(name, "beta"), DEFAULT_BETA.get(name, 1.0)))
+    alpha = opts.get("alpha", 0.25 if name == "sigmoid_focal_loss" else -1.0)
     rc = lib.lossx_pw_host(CODE[name], int(dt == np.float64), beta, int(opts.get("log_target", False)),
-                           int(opts.get("log_input", True)), int(opts.get("full", False)), n, ptr(xf), ptr(yf),
-                           ptr(w), n, ptr(pw), n, ptr(go), ptr(loss), ptr(gx), ptr(gy), bad)
+                           int(opts.get("log_input", True)), int(opts.get("full", False)),
+                           -1.0 if alpha is None else float(alpha), float(opts.get("gamma", 2.0)),
+                           float(opts.get("margin", 1.0)), n, ptr(xf), ptr(yf), ptr(w), n, ptr(pw), n, ptr(go),
+                           ptr(loss), ptr(gx), ptr(gy), bad)
     assert rc == 0, f"{name}: no CUDA functor (rc {rc})"
     return loss.reshape(shape), gx.reshape(shape), gy.reshape(shape), (bad[0], bad[1])
 
@@ -129,6 +133,57 @@ def test_functor_extremes(host_lib, dtype):
     big = np.array([-1e4, -700, 700, 1e4], dtype)  # exp overflows / underflows in both dtypes
     for nm, opts in (("kl_div", {"log_target": True}), ("poisson_nll_loss", {})):
         compare(host_lib, nm, big, np.array([0.5, -2, 0.25, 3], dtype), {}, opts, dtype, None, nm + " big")
+
+
+# Losses whose CPU wrappers are not in test_pointwise.CASES (another return shape,
+# or no torch.nn.functional reference): (name, make(rng, shape), options).
+def _pm1(rng, shape):
+    return rng.normal(0, 1.5, shape), np.where(rng.random(shape) < 0.5, -1.0, 1.0)
+
+
+def _focal(rng, shape):
+    x = rng.normal(0, 3, shape)
+    x.reshape(-1)[:3] = [-60.0, 0.0, 60.0]  # saturated sigmoids, and the kink-free middle
+    return x, rng.uniform(0, 1, shape)
+
+
+EXTRA_CASES = {
+    "hinge_embedding": ("hinge_embedding_loss", _pm1, {}),
+    "hinge_embedding_m": ("hinge_embedding_loss", _pm1, {"margin": 0.3}),
+    "focal": ("sigmoid_focal_loss", _focal, {}),
+    "focal_g0_noalpha": ("sigmoid_focal_loss", _focal, {"gamma": 0.0, "alpha": None}),
+    "focal_g1.5": ("sigmoid_focal_loss", _focal, {"gamma": 1.5, "alpha": 0.7}),
+    "focal_g3": ("sigmoid_focal_loss", _focal, {"gamma": 3.0}),
+}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("case", list(EXTRA_CASES))
+@pytest.mark.parametrize("nan", [False, True], ids=["finite", "nan"])
+def test_extra_functors_match_cpu(host_lib, case, dtype, nan, rng):
+    name, make, opts = EXTRA_CASES[case]
+    x, y = (a.astype(dtype) for a in make(rng, (1003,)))
+    if nan:
+        x[[2, 20]] = np.nan
+        if name != "hinge_embedding_loss":  # targets must be +-1 there
+            y[[5, 20]] = np.nan
+    go = rng.uniform(-1.5, 1.5, x.shape).astype(dtype)
+    fn = getattr(lossx, name)
+    reduction = {"reduction": "none"}
+    cl, grads = fn(x, y, **reduction, **opts, return_grad=True, grad_output=go)
+    cgx, cgy = (grads, np.zeros_like(x)) if name == "hinge_embedding_loss" else grads
+    hl, hgx, hgy, bad = run_host(host_lib, name, x, y, grad_output=go, **opts)
+    check(hl, cl, case + " loss", dtype)
+    check(hgx, cgx, case + " d_input", dtype)
+    check(hgy, cgy, case + " d_target", dtype)
+    assert bad == (-1, -1)
+
+
+def test_hinge_embedding_target_rule(host_lib):
+    t = np.array([1, -1, 1, 0.5, -1, np.nan], np.float32)
+    assert run_host(host_lib, "hinge_embedding_loss", np.zeros(6, np.float32), t)[3] == (-1, 3)
+    with pytest.raises(ValueError, match="element 3 is 0.5"):
+        lossx.hinge_embedding_loss(np.zeros(6, np.float32), t)
 
 
 def test_value_rules_flag_the_first_bad_element(host_lib):

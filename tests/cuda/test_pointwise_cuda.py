@@ -11,7 +11,7 @@ import pytest
 import lossx
 from lossx import _core
 
-from _util import BF16, POINTWISE_CPU_ONLY
+from _util import BF16, POINTWISE_OWN_SIGNATURE
 
 if not (_core.cuda_compiled() and _core.cuda_available()):
     pytest.skip("lossx CUDA backend not compiled or no usable GPU", allow_module_level=True)
@@ -263,7 +263,7 @@ def test_deterministic(lib, rng):
         assert to_np(lossx.binary_cross_entropy_with_logits(dx, dy, reduction="sum")).tobytes() == first
 
 
-@pytest.mark.parametrize("name", [n for n in lossx._catalog.names("pointwise") if n not in POINTWISE_CPU_ONLY])
+@pytest.mark.parametrize("name", [n for n in lossx._catalog.names("pointwise") if n not in POINTWISE_OWN_SIGNATURE])
 def test_empty(lib, name):
     e = to_dev(lib, np.zeros((0, 3), np.float32))
     fn = getattr(lossx, name)
@@ -306,6 +306,50 @@ def test_bce_out_of_range_raises_then_context_usable(lib):
     _context_usable(lib)
     check(lib, lossx.binary_cross_entropy(to_dev(lib, x), to_dev(lib, y)), lossx.binary_cross_entropy(x, y),
           "after the error", K * ULP[F32])
+
+
+# Losses with their own wrapper signature (tests/test_pointwise_cuda_functors.py
+# checks the same functors on the host): hinge_embedding_loss returns d_input
+# only, sigmoid_focal_loss defaults to reduction="none".
+OWN_CASES = {
+    "hinge_embedding": ("hinge_embedding_loss", {"margin": 0.7}),
+    "focal": ("sigmoid_focal_loss", {}),
+    "focal_g1.5": ("sigmoid_focal_loss", {"gamma": 1.5, "alpha": None}),
+}
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("case", list(OWN_CASES))
+def test_own_signature_losses_match_cpu(lib, case, reduction, dtype, rng):
+    name, opts = OWN_CASES[case]
+    fn = getattr(lossx, name)
+    for shape in SHAPES:
+        x = rng.normal(0, 2, shape).astype(dtype)
+        if name == "hinge_embedding_loss":
+            y = np.where(rng.random(shape) < 0.5, -1.0, 1.0).astype(dtype)
+        else:
+            y = rng.uniform(0, 1, shape).astype(dtype)
+        go = rng.uniform(-1.5, 1.5, shape).astype(acc_of(dtype)) if reduction == "none" else 0.75
+        cl, cg = fn(x, y, reduction=reduction, **opts, return_grad=True, grad_output=go)
+        d = lambda a: to_dev(lib, a) if isinstance(a, np.ndarray) else a  # noqa: E731
+        gl, gg = fn(d(x), d(y), reduction=reduction, **opts, return_grad=True, grad_output=d(go))
+        what = f"{case} {reduction} {shape}"
+        check_loss(lib, gl, cl, fn(x, y, reduction="none", **opts), reduction, dtype, what + " loss",
+                   divisor=x.size)
+        if name == "hinge_embedding_loss":
+            check_grad(lib, gg, cg, dtype, what + " d_input")
+        else:
+            check_grad(lib, gg[0], cg[0], dtype, what + " d_input")
+            check_grad(lib, gg[1], cg[1], dtype, what + " d_target")
+
+
+def test_hinge_embedding_target_pm1(lib):
+    x = np.zeros(5, np.float32)
+    y = np.array([1, -1, 0.5, 1, 0], np.float32)
+    with pytest.raises(ValueError, match=r"hinge_embedding_loss: target must hold only -1 and \+1; element 2 is 0.5"):
+        lossx.hinge_embedding_loss(to_dev(lib, x), to_dev(lib, y))
+    _context_usable(lib)
 
 
 def test_soft_margin_target_pm1(lib):
