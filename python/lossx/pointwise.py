@@ -345,8 +345,8 @@ def margin_ranking_loss(input1, input2, target, margin=0.0, reduction="mean", *,
     # The +-1 rule on the target's own values (a float64 1 + 1e-10 must not pass by
     # rounding to a float32 1): float32/float64 scanned in C++, other dtypes in NumPy.
     tflat = be.contiguous(t).reshape(-1)
-    own = {np.dtype(np.float32): 0, np.dtype(np.float64): 1}.get(np.dtype(tflat.dtype))
-    i = _first_invalid(tflat, own, 0) if own is not None else _first_invalid(tflat, -1, 0)
+    own = {np.dtype(np.float32): 0, np.dtype(np.float64): 1}.get(np.dtype(tflat.dtype), -1)
+    i = _first_invalid(tflat, own, 0)
     if i >= 0:
         raise ValueError(f"{fn}: target at position {i} is {float(tflat[i]):g}; it must be 1 or -1")
     tv = be.contiguous(t, code)
