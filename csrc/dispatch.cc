@@ -123,9 +123,6 @@ Status pointwise(const PointwiseArgs& a, StatusInfo* info) {
       return cpu::cpu_pointwise(a, info);
     case Device::kCUDA:
 #ifdef LOSSX_WITH_CUDA
-      // The CUDA kernel writes one loss per element: never hand it a row-sized output.
-      if (a.row_len > 0)
-        return fail(info, Status::kUnsupported, "row mode (per-row losses) has no CUDA kernel yet");
       return cuda::pointwise(a, info);
 #else
       return no_cuda(info);

@@ -83,6 +83,12 @@ LOSSX_HD double d_abs(double v) { return fabs(v); }
 LOSSX_HD float d_max(float a, float b) { return fmaxf(a, b); }
 LOSSX_HD double d_max(double a, double b) { return fmax(a, b); }
 LOSSX_HD float d_copysign(float a, float b) { return copysignf(a, b); }
+LOSSX_HD float d_min(float a, float b) { return fminf(a, b); }
+LOSSX_HD double d_min(double a, double b) { return fmin(a, b); }
+LOSSX_HD float d_expm1(float v) { return expm1f(v); }
+LOSSX_HD double d_expm1(double v) { return expm1(v); }
+LOSSX_HD float d_tanh(float v) { return tanhf(v); }
+LOSSX_HD double d_tanh(double v) { return tanh(v); }
 LOSSX_HD double d_copysign(double a, double b) { return copysign(a, b); }
 
 template <typename A>
@@ -117,15 +123,44 @@ struct PwOpt {
   bool has_pw, log_target, log_input, full;
   A alpha, gamma, margin;  // sigmoid_focal (alpha < 0: no weighting), hinge_embedding
   int igamma;  // gamma when it is an integer in [0, 16] (exact powers by multiplication), else -1
+  // Keras element-wise losses: binary label smoothing, from_logits, class
+  // balancing (binary focal), {0, 1} -> {-1, 1} hinge labels.
+  A smooth;
+  bool from_logits, balance, binary_labels;
+  // Keras' clipped logs at the clip bounds 1e-7 and 1 - 1e-7, as the CPU forms
+  // them (double logs of the compute-type bounds), so no element computes them.
+  A log_lo, log_hi, log1m_lo, log1m_hi;
 };
+
+template <typename A>
+LOSSX_HD A keras_eps() { return static_cast<A>(1e-7); }  // keras.backend.epsilon()
+template <typename A>
+LOSSX_HD A keras_hi() { return static_cast<A>(1.0 - 1e-7); }
 
 // The options from the C API's arguments, as the CPU loop forms them.
 template <typename A>
-PwOpt<A> make_opt(double beta, bool has_pw, bool log_target, bool log_input, bool full, double alpha,
-                  double gamma, double margin) {
-  const bool int_gamma = gamma == std::floor(gamma) && gamma <= 16;
-  return PwOpt<A>{static_cast<A>(beta), has_pw, log_target, log_input, full, static_cast<A>(alpha),
-                  static_cast<A>(gamma), static_cast<A>(margin), int_gamma ? static_cast<int>(gamma) : -1};
+PwOpt<A> make_opt(const PointwiseArgs& a) {
+  const bool int_gamma = a.gamma == std::floor(a.gamma) && a.gamma <= 16;
+  PwOpt<A> o;
+  o.beta = static_cast<A>(a.beta);
+  o.has_pw = a.pos_weight != nullptr;
+  o.log_target = a.log_target;
+  o.log_input = a.log_input;
+  o.full = a.full;
+  o.alpha = static_cast<A>(a.alpha);
+  o.gamma = static_cast<A>(a.gamma);
+  o.margin = static_cast<A>(a.margin);
+  o.igamma = int_gamma ? static_cast<int>(a.gamma) : -1;
+  o.smooth = static_cast<A>(a.label_smoothing);
+  o.from_logits = a.from_logits;
+  o.balance = a.class_balancing;
+  o.binary_labels = a.binary_labels;
+  const double lo = static_cast<double>(keras_eps<A>()), hi = static_cast<double>(keras_hi<A>());
+  o.log_lo = static_cast<A>(std::log(lo));
+  o.log_hi = static_cast<A>(std::log(hi));
+  o.log1m_lo = static_cast<A>(std::log1p(-lo));
+  o.log1m_hi = static_cast<A>(std::log1p(-hi));
+  return o;
 }
 
 // Value rules checked on the device (the CPU path checks them in Python):
@@ -366,6 +401,225 @@ struct SigmoidFocalFn : NoCheck {
   }
 };
 
+// ---- Keras 3 element-wise losses, as csrc/cpu/pointwise.cc's Keras*Fn: x = y_pred,
+// y = y_true, gx = d/dy_pred, no y_true gradient (gy = 0). Clips and maxima pass
+// the gradient as TensorFlow's: clip(v, lo, hi) for lo <= v <= hi, maximum(v, c)
+// for v >= c. fmin/fmax return the number when one operand is NaN, as the CPU's
+// x86 min/max with the bound second, so clipped NaNs come out the same; the
+// results put NaN back explicitly where the CPU does (keep_nan).
+
+template <typename A>
+LOSSX_HD A keep_nan2(A x, A y, A r) {
+  return keep_nan(x, keep_nan(y, r));
+}
+
+// Keras' label smoothing of binary targets: y (1 - e) + e / 2.
+template <typename A>
+LOSSX_HD A keras_smooth(const PwOpt<A>& p, A y) {
+  return p.smooth == A(0) ? y : y * (A(1) - p.smooth) + A(0.5) * p.smooth;
+}
+
+// u^g as TensorFlow's pow: exact products for an integer g in [0, 16], else
+// exp(g log u): NaN for u < 0, 0 (g > 0) or inf (g < 0) at u = 0.
+template <typename A>
+LOSSX_HD A keras_pow(A u, A g, int gi) {
+  if (gi >= 0) {
+    A r = A(1);
+    for (int k = 0; k < gi; ++k) r *= u;
+    return r;
+  }
+  const A big = sizeof(A) == 4 ? A(88.0) : A(709.0);  // the CPU's overflow guard
+  const A arg = g * d_log(d_abs(u));
+  A r = arg > big ? static_cast<A>(INFINITY) : d_exp(d_min(arg, big));
+  if (u == A(0)) r = g > A(0) ? A(0) : (g == A(0) ? A(1) : static_cast<A>(INFINITY));
+  return keep_nan(u, u < A(0) ? static_cast<A>(NAN) : r);
+}
+
+// -(t log q + (1 - t) log(1 - q)), q = clip(p, 1e-7, 1 - 1e-7), and its
+// derivative in p: (q - t) / (q (1 - q)) inside the clip, 0 outside.
+template <typename A>
+LOSSX_HD void keras_clipped_bce(A pr, A t, A& l, A& dl) {
+  const A lo = keras_eps<A>(), hi = keras_hi<A>();
+  const A q = d_min(d_max(pr, lo), hi);
+  const A omq = A(1) - q;
+  const A l1q = q >= A(0.5) ? d_log(omq) : d_log1p(-q);
+  l = -(t * d_log(q) + (A(1) - t) * l1q);
+  const bool inside = pr >= lo && pr <= hi;
+  dl = inside ? (q - t) / (q * omq) : A(0);
+  l = keep_nan2(pr, t, l);
+  dl = keep_nan2(pr, t, dl);
+}
+
+struct KerasMaeFn : NoCheck {
+  LOSSX_CU_PW_EVAL {
+    (void)p; (void)pw;
+    const A df = x - y;
+    l = d_abs(df);
+    gx = keep_nan(df, sign0(df));
+    gy = A(0);
+  }
+};
+
+// 100 |y - x| / max(|y|, eps)
+struct KerasMapeFn : NoCheck {
+  LOSSX_CU_PW_EVAL {
+    (void)p; (void)pw;
+    const A df = x - y;
+    const A k = A(100) / d_max(d_abs(y), keras_eps<A>());
+    l = d_abs(df) * k;
+    gx = keep_nan(df, sign0(df) * k);
+    gy = A(0);
+  }
+};
+
+// (log1p(max(x, eps)) - log1p(max(y, eps)))^2
+struct KerasMsleFn : NoCheck {
+  LOSSX_CU_PW_EVAL {
+    (void)p; (void)pw;
+    const A eps = keras_eps<A>();
+    const A mx = d_max(x, eps);
+    const A df = d_log1p(mx) - d_log1p(d_max(y, eps));
+    l = keep_nan2(x, y, df * df);
+    gx = keep_nan2(x, y, x >= eps ? (df + df) / (mx + A(1)) : A(0));
+    gy = A(0);
+  }
+};
+
+// log cosh z (z = x - y) without Keras' cancellation: log1p(u^2 / (2 (1 + u)))
+// with u = expm1(|z|) for |z| < 1, |z| + log1p(exp(-2|z|)) - log 2 beyond.
+struct KerasLogCoshFn : NoCheck {
+  LOSSX_CU_PW_EVAL {
+    (void)p; (void)pw;
+    const A z = x - y, az = d_abs(z);
+    A v;
+    if (az < A(1)) {
+      const A u = d_expm1(az);
+      v = d_log1p((u * u) / (A(2) * (A(1) + u)));
+    } else {
+      v = (az + d_log1p(d_exp(A(-2) * az))) - A(0.693147180559945309417232);
+    }
+    l = keep_nan(z, v);
+    gx = keep_nan(z, d_tanh(z));
+    gy = A(0);
+  }
+};
+
+// x - y log(x + eps); NaN where x + eps < 0, as log.
+struct KerasPoissonFn : NoCheck {
+  LOSSX_CU_PW_EVAL {
+    (void)p; (void)pw;
+    const A xe = x + keras_eps<A>();
+    const A lg = keep_nan(xe, xe < A(0) ? static_cast<A>(NAN) : d_log(xe));
+    l = x - y * lg;
+    gx = A(1) - y / xe;
+    gy = A(0);
+  }
+};
+
+// yt log(yt / yp), yt = clip(y, eps, 1), yp = clip(x, eps, 1) (summed over the row).
+struct KerasKLFn : NoCheck {
+  LOSSX_CU_PW_EVAL {
+    (void)p; (void)pw;
+    const A lo = keras_eps<A>();
+    const A yt = d_min(d_max(y, lo), A(1));
+    const A yp = d_min(d_max(x, lo), A(1));
+    const A r = yt / yp;
+    l = keep_nan2(x, y, yt * d_log(r));
+    gx = keep_nan2(x, y, (x >= lo && x <= A(1)) ? -r : A(0));
+    gy = A(0);
+  }
+};
+
+// Probabilities: the clipped BCE. Logits: max(x, 0) - x t + log1p(exp(-|x|)),
+// gradient sigmoid(x) - t, unclipped (Keras' TensorFlow, JAX and torch backends).
+struct KerasBCEFn : NoCheck {
+  LOSSX_CU_PW_EVAL {
+    (void)pw;
+    const A t = keras_smooth(p, y);
+    if (p.from_logits) {
+      const A e = d_exp(-d_abs(x));
+      l = keep_nan(x, (d_max(x, A(0)) - x * t) + d_log1p(e));
+      gx = keep_nan(x, sigmoid_from(x, e, A(1) / (A(1) + e)) - t);
+    } else {
+      keras_clipped_bce(x, t, l, gx);
+    }
+    gy = A(0);
+  }
+};
+
+// w (1 - p_t)^gamma bce, p_t = t p + (1 - t)(1 - p), p = y_pred or sigmoid(y_pred);
+// from logits, inside the clip, log p = -softplus(-x) and log(1 - p) = -softplus(x).
+struct KerasBinaryFocalFn : NoCheck {
+  LOSSX_CU_PW_EVAL {
+    (void)pw;
+    const A t = keras_smooth(p, y);
+    const A omt = A(1) - t;
+    const A du = A(1) - A(2) * t;  // d(1 - p_t)/dp
+    A u, bce, dbce, dudx;
+    if (p.from_logits) {
+      const A e = d_exp(-d_abs(x));
+      const A lp = d_log1p(e);
+      const A inv = A(1) / (A(1) + e);
+      const A pr = keep_nan(x, sigmoid_from(x, e, inv));
+      const A omp = keep_nan(x, sigmoid_from(-x, e, inv));
+      const bool below = pr < keras_eps<A>(), above = pr > keras_hi<A>();
+      const A spx = d_max(x, A(0)) + lp;   // softplus(x)
+      const A spn = d_max(-x, A(0)) + lp;  // softplus(-x)
+      const A lq = below ? p.log_lo : (above ? p.log_hi : -spn);
+      const A l1q = below ? p.log1m_lo : (above ? p.log1m_hi : -spx);
+      bce = keep_nan(x, -(t * lq + omt * l1q));
+      dbce = keep_nan(x, (below || above) ? A(0) : pr - t);
+      u = t * omp + omt * pr;
+      dudx = du * (pr * omp);
+    } else {
+      keras_clipped_bce(x, t, bce, dbce);
+      u = t * (A(1) - x) + omt * x;
+      dudx = du;
+    }
+    const A f = keras_pow(u, p.gamma, p.igamma);
+    A df = A(0);  // d(u^g)/du; 0 for g = 0, as torch's pow backward
+    if (p.gamma != A(0)) df = p.gamma * keras_pow(u, p.gamma - A(1), p.igamma >= 1 ? p.igamma - 1 : -1);
+    l = f * bce;
+    gx = (df * dudx) * bce + f * dbce;
+    if (p.balance) {
+      const A w = t * p.alpha + omt * (A(1) - p.alpha);
+      l *= w;
+      gx *= w;
+    }
+    gy = A(0);
+  }
+};
+
+// max(1 - t x, 0); t = 2y - 1 when Keras converts {0, 1} labels.
+template <typename A>
+LOSSX_HD A keras_hinge_label(const PwOpt<A>& p, A y) {
+  return p.binary_labels ? A(2) * y - A(1) : y;
+}
+
+struct KerasHingeFn : NoCheck {
+  LOSSX_CU_PW_EVAL {
+    (void)pw;
+    const A t = keras_hinge_label(p, y);
+    const A m = A(1) - t * x;
+    const bool pos = m >= A(0);
+    l = keep_nan(m, pos ? m : A(0));
+    gx = keep_nan(m, pos ? -t : A(0));
+    gy = A(0);
+  }
+};
+
+struct KerasSquaredHingeFn : NoCheck {
+  LOSSX_CU_PW_EVAL {
+    (void)pw;
+    const A t = keras_hinge_label(p, y);
+    const A m = A(1) - t * x;
+    const A mp = keep_nan(m, m >= A(0) ? m : A(0));
+    l = mp * mp;
+    gx = (A(-2) * t) * mp;
+    gy = A(0);
+  }
+};
+
 #undef LOSSX_CU_PW_EVAL
 
 // ---------------------------------------------------------- the table ----
@@ -391,6 +645,16 @@ LOSSX_CUDA_POINTWISE(kKLDiv, KLDivFn)
 LOSSX_CUDA_POINTWISE(kPoissonNLL, PoissonNLLFn)
 LOSSX_CUDA_POINTWISE(kHingeEmbedding, HingeEmbeddingFn)
 LOSSX_CUDA_POINTWISE(kSigmoidFocal, SigmoidFocalFn)
+LOSSX_CUDA_POINTWISE(kKerasMae, KerasMaeFn)
+LOSSX_CUDA_POINTWISE(kKerasMape, KerasMapeFn)
+LOSSX_CUDA_POINTWISE(kKerasMsle, KerasMsleFn)
+LOSSX_CUDA_POINTWISE(kKerasLogCosh, KerasLogCoshFn)
+LOSSX_CUDA_POINTWISE(kKerasPoisson, KerasPoissonFn)
+LOSSX_CUDA_POINTWISE(kKerasKLDivergence, KerasKLFn)
+LOSSX_CUDA_POINTWISE(kKerasBCE, KerasBCEFn)
+LOSSX_CUDA_POINTWISE(kKerasBinaryFocal, KerasBinaryFocalFn)
+LOSSX_CUDA_POINTWISE(kKerasHinge, KerasHingeFn)
+LOSSX_CUDA_POINTWISE(kKerasSquaredHinge, KerasSquaredHingeFn)
 #undef LOSSX_CUDA_POINTWISE
 
 // One element, as the CPU loop does it: the functor, then the weight on the
@@ -535,6 +799,45 @@ __global__ void __launch_bounds__(kThreads) pw_kernel(const PwParams<T> p) {
   }
 }
 
+// Row mode, "none" (lossx.keras): rows of L consecutive elements, one warp per
+// row. The lanes stride the row (coalesced), each adds its elements in order,
+// and a fixed shuffle tree adds the lanes: the same bits on every run. Row r's
+// loss is row_scale * sum; its gradient scale grad_output[r] * row_scale.
+// (Rows shorter than a warp leave lanes idle; Keras' last axes are rarely that
+// short on a GPU workload, and the element-wise kernel serves every reduction.)
+template <typename T, class Fn, bool kGrad>
+__global__ void __launch_bounds__(kThreads) pw_rows_kernel(const PwParams<T> p, int64_t rows, int64_t L,
+                                                           double row_scale) {
+  using A = typename AccOf<T>::type;
+  constexpr int kWarps = kThreads / 32;
+  const int lane = threadIdx.x & 31;
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * kWarps;
+  for (int64_t r = static_cast<int64_t>(blockIdx.x) * kWarps + (threadIdx.x >> 5); r < rows; r += stride) {
+    A gs = A(0);
+    if (kGrad) gs = static_cast<A>((p.go ? static_cast<double>(p.go[r]) : 1.0) * row_scale);
+    A acc = A(0);
+    for (int64_t j = lane; j < L; j += 32) {
+      const int64_t i = r * L + j;
+      const A x = to_acc(p.x[i]), y = to_acc(p.y[i]);
+      const A pwv = p.pw ? __ldg(p.pw + mod64(i, p.pwp)) : A(1);
+      const A wv = p.w ? __ldg(p.w + mod64(i, p.wp)) : A(1);
+      A l, gx, gy;
+      pw_element<Fn>(p.opt, x, y, pwv, p.w != nullptr, wv, l, gx, gy);
+      if (Fn::kCheckInput && Fn::bad_input(x)) note_bad(p.bad, i);
+      if (Fn::kCheckTarget && Fn::bad_target(y)) note_bad(p.bad + 1, i);
+      acc += l;
+      if (kGrad) {
+        if (p.gx) p.gx[i] = from_acc<T>(gx * gs);
+        if (p.gy) p.gy[i] = from_acc<T>(gy * gs);
+      }
+    }
+    double s = static_cast<double>(acc);
+#pragma unroll
+    for (int off = 16; off > 0; off >>= 1) s += shfl(s, off);
+    if (lane == 0) p.loss[r] = static_cast<A>(row_scale * s);
+  }
+}
+
 // ---------------------------------------------------------------- launch ----
 
 template <typename T, class Fn>
@@ -557,11 +860,20 @@ Status launch(const PointwiseArgs& a, StatusInfo* info) {
   p.wp = a.weight_period;
   p.pw = static_cast<const A*>(a.pos_weight);
   p.pwp = a.pos_weight_period;
-  p.opt = make_opt<A>(a.beta, a.pos_weight != nullptr, a.log_target, a.log_input, a.full, a.alpha, a.gamma,
-                      a.margin);
+  p.opt = make_opt<A>(a);
+  // Row mode: "none" runs pw_rows_kernel; "sum" / "mean" of the row losses
+  // row_scale * (row sums) are the element-wise kernel's sum with the divisor
+  // (rows, or mean_divisor) over row_scale, and the same scale on the gradient.
+  const int64_t L = a.row_len;
+  const bool rows_none = L > 0 && none;
   p.none = none;
   p.mean = a.reduction == Reduction::kMean;
   p.divisor = a.mean_divisor > 0 ? a.mean_divisor : static_cast<double>(n);
+  if (L > 0 && !none) {
+    const double rows_div = a.mean_divisor > 0 ? a.mean_divisor : static_cast<double>(n / L);
+    p.divisor = (p.mean ? rows_div : 1.0) / a.row_scale;
+    p.mean = true;
+  }
   p.loss = static_cast<A*>(a.loss);
   p.gx = static_cast<T*>(a.grad_input);
   p.gy = static_cast<T*>(a.grad_target);
@@ -571,6 +883,7 @@ Status launch(const PointwiseArgs& a, StatusInfo* info) {
 
   const int64_t ngroups = n / G;
   int64_t blocks = (ngroups + kThreads * kUnroll - 1) / (kThreads * kUnroll);
+  if (rows_none) blocks = (n / L + kThreads / 32 - 1) / (kThreads / 32);  // a warp per row
   if (blocks > kMaxBlocks) blocks = kMaxBlocks;
   if (blocks < 1 && n > 0) blocks = 1;
 
@@ -593,8 +906,15 @@ Status launch(const PointwiseArgs& a, StatusInfo* info) {
   };
   if (kCheck) step(cudaMemsetAsync(p.bad, 0xff, 16, stream), "cudaMemsetAsync(error slots)");
   if (blocks > 0 && err == cudaSuccess) {
-    if (grad) pw_kernel<T, Fn, true><<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(p);
-    else pw_kernel<T, Fn, false><<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(p);
+    const unsigned nb = static_cast<unsigned>(blocks);
+    if (rows_none) {
+      if (grad) pw_rows_kernel<T, Fn, true><<<nb, kThreads, 0, stream>>>(p, n / L, L, a.row_scale);
+      else pw_rows_kernel<T, Fn, false><<<nb, kThreads, 0, stream>>>(p, n / L, L, a.row_scale);
+    } else if (grad) {
+      pw_kernel<T, Fn, true><<<nb, kThreads, 0, stream>>>(p);
+    } else {
+      pw_kernel<T, Fn, false><<<nb, kThreads, 0, stream>>>(p);
+    }
     step(cudaGetLastError(), "pw_kernel launch");
   }
   if (!none && err == cudaSuccess) {

@@ -29,16 +29,13 @@ void host_run(const PwOpt<A>& o, int64_t n, const A* x, const A* y, const A* w, 
 }
 
 template <class Fn, typename A>
-int host_typed(int has_pw, double beta, int log_target, int log_input, int full, double alpha, double gamma,
-               double margin, int64_t n, const void* x, const void* y, const void* w, int64_t wp, const void* pw,
-               int64_t pwp, const void* go, void* l, void* gx, void* gy, int64_t* bad) {
+int host_typed(const PointwiseArgs& a, int64_t n, const void* x, const void* y, const void* w, int64_t wp,
+               const void* pw, int64_t pwp, const void* go, void* l, void* gx, void* gy, int64_t* bad) {
   if constexpr (std::is_void_v<Fn>) {
     return -1;
   } else {
-    const PwOpt<A> o = make_opt<A>(beta, has_pw != 0, log_target != 0, log_input != 0, full != 0, alpha, gamma,
-                                   margin);
-    host_run<Fn, A>(o, n, static_cast<const A*>(x), static_cast<const A*>(y), static_cast<const A*>(w), wp,
-                    static_cast<const A*>(pw), pwp, static_cast<const A*>(go), static_cast<A*>(l),
+    host_run<Fn, A>(make_opt<A>(a), n, static_cast<const A*>(x), static_cast<const A*>(y), static_cast<const A*>(w),
+                    wp, static_cast<const A*>(pw), pwp, static_cast<const A*>(go), static_cast<A*>(l),
                     static_cast<A*>(gx), static_cast<A*>(gy), bad);
     return 0;
   }
@@ -48,22 +45,35 @@ int host_typed(int has_pw, double beta, int log_target, int log_input, int full,
 }  // namespace cuda
 }  // namespace lossx
 
-// kind: the .def position; f64: float64 (else float32) arrays. Returns -1 for a
-// loss without a CUDA functor, -2 for an unknown kind.
+// kind: the .def position; f64: float64 (else float32) arrays. The options are
+// PointwiseArgs' (make_opt reads them as the kernel's launch does). Returns -1
+// for a loss without a CUDA functor, -2 for an unknown kind.
 extern "C" int lossx_pw_host(int kind, int f64, double beta, int log_target, int log_input, int full, double alpha,
-                             double gamma, double margin, int64_t n, const void* x, const void* y, const void* w,
-                             int64_t wp, const void* pw, int64_t pwp, const void* go, void* l, void* gx, void* gy,
-                             int64_t* bad) {
+                             double gamma, double margin, int from_logits, double label_smoothing,
+                             int class_balancing, int binary_labels, int64_t n, const void* x, const void* y,
+                             const void* w, int64_t wp, const void* pw, int64_t pwp, const void* go, void* l,
+                             void* gx, void* gy, int64_t* bad) {
   using namespace lossx;
   using namespace lossx::cuda;
+  PointwiseArgs a;
+  a.beta = beta;
+  a.pos_weight = pw;
+  a.log_target = log_target != 0;
+  a.log_input = log_input != 0;
+  a.full = full != 0;
+  a.alpha = alpha;
+  a.gamma = gamma;
+  a.margin = margin;
+  a.from_logits = from_logits != 0;
+  a.label_smoothing = label_smoothing;
+  a.class_balancing = class_balancing != 0;
+  a.binary_labels = binary_labels != 0;
   switch (static_cast<PointwiseLoss>(kind)) {
 #define LOSSX_POINTWISE(id, name, fn)                                                                     \
   case PointwiseLoss::id: {                                                                               \
     using F = typename CudaPw<PointwiseLoss::id>::type;                                                   \
-    return f64 ? host_typed<F, double>(pw != nullptr, beta, log_target, log_input, full, alpha, gamma, margin, \
-                                       n, x, y, w, wp, pw, pwp, go, l, gx, gy, bad)                       \
-               : host_typed<F, float>(pw != nullptr, beta, log_target, log_input, full, alpha, gamma, margin,  \
-                                      n, x, y, w, wp, pw, pwp, go, l, gx, gy, bad);                       \
+    return f64 ? host_typed<F, double>(a, n, x, y, w, wp, pw, pwp, go, l, gx, gy, bad)                    \
+               : host_typed<F, float>(a, n, x, y, w, wp, pw, pwp, go, l, gx, gy, bad);                    \
   }
 #include "lossx/pointwise_losses.def"
 #undef LOSSX_POINTWISE

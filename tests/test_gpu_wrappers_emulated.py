@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import lossx
-from lossx import _array, _core, _gpu, embedding, pointwise
+from lossx import _array, _core, _gpu, embedding, keras, pointwise
 
 from test_embedding import _triplet_inputs
 from _util import POINTWISE_OWN_SIGNATURE
@@ -48,6 +48,9 @@ class _CpuKernels:
     def pairwise(self, device, stream, *args):
         return _core.pairwise(self._cpu(device, stream), 0, *args)
 
+    def keras_pointwise(self, device, stream, *args):
+        return _core.keras_pointwise(self._cpu(device, stream), 0, *args)
+
 
 @pytest.fixture
 def fake_gpu(monkeypatch):
@@ -57,6 +60,7 @@ def fake_gpu(monkeypatch):
     monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: _Stream())
     monkeypatch.setattr(pointwise, "_core", _CpuKernels())
     monkeypatch.setattr(embedding, "_core", _CpuKernels())
+    monkeypatch.setattr(keras, "_core", _CpuKernels())
 
 
 def t(a):
@@ -189,3 +193,47 @@ def test_embedding_bad_arguments_raise(fake_gpu):
         lossx.cosine_embedding_loss(x, x, torch.zeros(2, dtype=torch.bool))
     with pytest.raises(ValueError, match=r"target has shape \(3,\)"):
         lossx.cosine_embedding_loss(x, x, torch.ones(3))
+
+
+# The Keras element-wise losses: row mode through the GPU backend (axes moved
+# with the caller's library, the hinge label rule read back from the device).
+from test_keras_elementwise import KERAS_EW_OPTIONS_FOR_GPU  # noqa: E402
+
+
+@pytest.mark.parametrize("reduction", [None, "sum_over_batch_size", "sum"])
+@pytest.mark.parametrize("name,o", KERAS_EW_OPTIONS_FOR_GPU, ids=[f"{n}-{o}" for n, o in KERAS_EW_OPTIONS_FOR_GPU])
+def test_keras_elementwise_through_the_gpu_backend(fake_gpu, name, o, reduction, rng):
+    from test_keras_elementwise import make, opts_of
+
+    fn = getattr(lossx.keras, name)
+    empty = (3, 0) if o.get("axis", -1) == 0 else (0, 3)  # no rows (the reduced axis itself is never empty)
+    for shape in ((5, 7), (2, 3, 4), empty):
+        tt, pp = make(name, shape, np.float32, rng, o)
+        lshape = shape[:-1] if o.get("axis", -1) == -1 else shape[:o["axis"]] + shape[o["axis"] + 1:]
+        go = rng.uniform(-1, 1, lshape).astype(np.float32) if reduction is None else 0.5
+        cl, cg = fn(tt, pp, **opts_of(o), reduction=reduction, return_grad=True, grad_output=go)
+        calls = _CpuKernels.device_calls
+        gl, gg = fn(t(tt), t(pp), **opts_of(o), reduction=reduction, return_grad=True,
+                    grad_output=t(go) if reduction is None else go)
+        assert _CpuKernels.device_calls == calls + 1  # it took the GPU path
+        for a, c in ((gl, cl), (gg, cg)):
+            assert isinstance(a, torch.Tensor) and tuple(a.shape) == np.shape(c)
+            np.testing.assert_array_equal(a.numpy(), np.asarray(c))
+
+
+@pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
+def test_multilabel_soft_margin_through_the_gpu_backend(fake_gpu, reduction, rng):
+    # The pointwise kernel's row mode (rows of C) with (C,) class weights.
+    for shape in ((6, 5), (7,), (0, 4)):
+        x = rng.normal(0, 2, shape).astype(np.float32)
+        y = (rng.random(shape) < 0.5).astype(np.int64)
+        w = rng.uniform(0.5, 2, shape[-1:]).astype(np.float32)
+        go = rng.uniform(-1, 1, shape[:-1]).astype(np.float32) if reduction == "none" else 0.5
+        cl, cg = lossx.multilabel_soft_margin_loss(x, y, w, reduction, return_grad=True, grad_output=go)
+        calls = _CpuKernels.device_calls
+        gl, gg = lossx.multilabel_soft_margin_loss(t(x), t(y), t(w), reduction, return_grad=True,
+                                                   grad_output=t(go) if reduction == "none" else go)
+        assert _CpuKernels.device_calls == calls + 1
+        for a, c in ((gl, cl), (gg, cg)):
+            assert isinstance(a, torch.Tensor) and tuple(a.shape) == np.shape(c)
+            np.testing.assert_array_equal(a.numpy(), np.asarray(c))

@@ -326,6 +326,16 @@ OPTIONS = [
 ]
 
 
+# Every loss once, and the options that change the layout or the kernel's flags
+# (tests/test_gpu_wrappers_emulated.py runs these through the GPU backend).
+KERAS_EW_OPTIONS_FOR_GPU = [(n, {}) for n in NAMES] + [
+    ("binary_crossentropy", {"axis": 0, "from_logits": True}),
+    ("binary_focal_crossentropy", {"gamma": 1.0, "axis": 0, "apply_class_balancing": True}),
+    ("hinge", {"pm1": True}),
+    ("squared_hinge", {"real": True}),
+]
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("name,o", OPTIONS, ids=[f"{n}-{o}" for n, o in OPTIONS])
 def test_options(name, o, dtype, rng):

@@ -31,7 +31,7 @@ K = 32
 ULP = {np.dtype(np.float32): 2.0**-23, np.dtype(np.float64): 2.0**-52}
 DEFAULT_BETA = {"smooth_l1_loss": 1.0, "huber_loss": 1.0, "poisson_nll_loss": 1e-8}
 BETA_KEY = {"smooth_l1_loss": "beta", "huber_loss": "delta", "poisson_nll_loss": "eps"}
-CODE = {name: i for i, name in enumerate(lossx._core.pointwise_names)}
+CODE = dict(lossx._core.pointwise_codes)
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +40,9 @@ def host_lib(tmp_path_factory):
     p, i64 = ctypes.c_void_p, ctypes.c_int64
     lib.lossx_pw_host.restype = ctypes.c_int
     dbl = ctypes.c_double
-    lib.lossx_pw_host.argtypes = [ctypes.c_int, ctypes.c_int, dbl, ctypes.c_int, ctypes.c_int, ctypes.c_int,
-                                  dbl, dbl, dbl, i64, p, p, p, i64, p, i64, p, p, p, p, ctypes.POINTER(i64)]
+    c_int = ctypes.c_int
+    lib.lossx_pw_host.argtypes = [c_int, c_int, dbl, c_int, c_int, c_int, dbl, dbl, dbl, c_int, dbl, c_int, c_int,
+                                  i64, p, p, p, i64, p, i64, p, p, p, p, ctypes.POINTER(i64)]
     return lib
 
 
@@ -58,12 +59,14 @@ def run_host(lib, name, x, y, weight=None, pos_weight=None, grad_output=None, **
     loss, gx, gy = np.empty(n, dt), np.empty(n, dt), np.empty(n, dt)
     bad = (ctypes.c_int64 * 2)()
     ptr = lambda a: None if a is None else a.ctypes.data  # noqa: E731
-    beta = float(opts.get(BETA_KEY.get(name, "beta"), DEFAULT_BETA.get(name, 1.0)))
+    beta = float(opts.get(BETA_KEY.get(name, "beta"), opts.get("beta", DEFAULT_BETA.get(name, 1.0))))
     alpha = opts.get("alpha", 0.25 if name == "sigmoid_focal_loss" else -1.0)
     rc = lib.lossx_pw_host(CODE[name], int(dt == np.float64), beta, int(opts.get("log_target", False)),
                            int(opts.get("log_input", True)), int(opts.get("full", False)),
                            -1.0 if alpha is None else float(alpha), float(opts.get("gamma", 2.0)),
-                           float(opts.get("margin", 1.0)), n, ptr(xf), ptr(yf), ptr(w), n, ptr(pw), n, ptr(go),
+                           float(opts.get("margin", 1.0)), int(opts.get("from_logits", False)),
+                           float(opts.get("label_smoothing", 0.0)), int(opts.get("class_balancing", False)),
+                           int(opts.get("binary_labels", False)), n, ptr(xf), ptr(yf), ptr(w), n, ptr(pw), n, ptr(go),
                            ptr(loss), ptr(gx), ptr(gy), bad)
     assert rc == 0, f"{name}: no CUDA functor (rc {rc})"
     return loss.reshape(shape), gx.reshape(shape), gy.reshape(shape), (bad[0], bad[1])
@@ -200,3 +203,40 @@ def test_value_rules_flag_the_first_bad_element(host_lib):
     with pytest.raises(ValueError, match="element 3 is 0.5"):
         lossx.soft_margin_loss(np.zeros(6, np.float32), t)
     assert run_host(host_lib, "mse_loss", x, y)[3] == (-1, -1)
+
+
+# ---- The Keras element-wise losses (lossx.keras; the kernel's row mode on the
+# GPU). With rows of one element the CPU API's per-row loss and gradient are the
+# element's, which is what the functor computes.
+from test_keras_elementwise import NAMES as KERAS_NAMES, OPTIONS as KERAS_OPTIONS, make as keras_make, opts_of
+
+KERAS_OP = {"mean_squared_error": "mse_loss", "huber": "huber_loss"}
+KERAS_CASES = [(n, {}) for n in KERAS_NAMES] + [(n, o) for n, o in KERAS_OPTIONS if "axis" not in o]
+
+
+def keras_host_opts(name, o, t):
+    """The kernel options lossx.keras passes for these Keras options."""
+    return {"beta": o.get("delta", 1.0), "from_logits": o.get("from_logits", False),
+            "label_smoothing": o.get("label_smoothing", 0.0),
+            "class_balancing": o.get("apply_class_balancing", False), "alpha": o.get("alpha", 0.25),
+            "gamma": o.get("gamma", 2.0),
+            "binary_labels": name in ("hinge", "squared_hinge") and bool(np.all((t == 0) | (t == 1)))}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("nan", [False, True], ids=["finite", "nan"])
+@pytest.mark.parametrize("name,o", KERAS_CASES, ids=[f"{n}-{o}" for n, o in KERAS_CASES])
+def test_keras_functors_match_cpu(host_lib, name, o, dtype, nan, rng):
+    t, p = keras_make(name, (1001,), dtype, rng, o, smooth=o.get("soft", False))
+    if nan:
+        p[[2, 20]] = np.nan
+        t[[5, 20]] = np.nan
+    go = rng.uniform(-1.5, 1.5, p.shape).astype(dtype)
+    cl, cg = getattr(lossx.keras, name)(t[:, None], p[:, None], **opts_of(o), return_grad=True, grad_output=go)
+    op = KERAS_OP.get(name, "keras." + name)
+    hl, hgx, hgy, bad = run_host(host_lib, op, p, t, grad_output=go, **keras_host_opts(name, o, t))
+    check(hl, cl, f"{name} loss", dtype)
+    check(hgx, cg[:, 0], f"{name} d_y_pred", dtype)
+    if op.startswith("keras."):
+        assert not np.any(hgy)  # Keras gives y_true no gradient
+    assert bad == (-1, -1)

@@ -12,7 +12,7 @@ Interface (duck-typed):
   is_int(a)                           -> integer dtype?
   labels(a)                           -> contiguous int64 copy/view
   contiguous(a, code=None)            -> C-contiguous (cast to dtype code when given)
-  move_last(a, axis), move_back(a, axis)
+  move_last(a, axis), move_back(a, axis), permute(a, axes) (a transposed view)
   empty(shape, code_or_acc)           -> new array of the caller's library
   full(shape, value, code)            -> filled array
   arg(a)                              -> what _core takes for a (array or pointer)
@@ -77,6 +77,10 @@ class NumpyBackend:
     @staticmethod
     def move_back(a, axis):
         return np.moveaxis(a, -1, axis)
+
+    @staticmethod
+    def permute(a, axes):
+        return np.transpose(a, axes)
 
     @staticmethod
     def empty(shape, code):

@@ -93,6 +93,10 @@ class CupyBackend:
     def move_back(self, a, axis):
         return self._cp.moveaxis(a, -1, axis)
 
+    @staticmethod
+    def permute(a, axes):
+        return a.transpose(axes)
+
     def empty(self, shape, code):
         with self._dev:
             return self._nonnull(self._cp.empty(shape, dtype=_np_dtype(code)))
@@ -181,6 +185,10 @@ class TorchBackend:
 
     def move_back(self, a, axis):
         return self._torch.movedim(a, -1, axis)
+
+    @staticmethod
+    def permute(a, axes):
+        return a.permute(*axes)
 
     def empty(self, shape, code):
         return self._nonnull(self._torch.empty(shape, dtype=self._dtype(code), device=self._dev))

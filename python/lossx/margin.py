@@ -15,7 +15,6 @@ from . import _array as A
 from . import _core
 from ._backend import ACC_OFFSET, backend_for
 from .embedding import _float_input, _number
-from .pointwise import _cpu_backend
 from .pointwise import _run as _pw_run
 from .softmax import _grad_output_arg
 
@@ -70,7 +69,7 @@ def multilabel_soft_margin_loss(input, target, weight=None, reduction: str = "me
     ``d_input = scale w_c (sigmoid(x) - t) / C``.
     """
     fn = "multilabel_soft_margin_loss"
-    be = _cpu_backend(fn, input)  # row mode has no CUDA kernel yet
+    be = backend_for(input, fn)
     x, code, C, rows_shape = _rows_input(be, fn, input)
     t = be.asarray(target)
     if not (be.is_int(t) or be.is_float(t)):

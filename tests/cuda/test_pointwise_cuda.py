@@ -497,3 +497,64 @@ def test_more_than_2_31_elements():
     none = lossx.mse_loss(x[-2**20:], y[-2**20:], reduction="none")
     d = x[-2**20:].float() - y[-2**20:].float()
     torch.testing.assert_close(none, d * d, rtol=1e-6, atol=0)
+
+
+# ---- lossx.keras element-wise losses: the kernel's row mode (pw_rows_kernel for
+# reduction=None, the element-wise kernel with the row scale for the others).
+from test_keras_elementwise import KERAS_EW_OPTIONS_FOR_GPU, OPTIONS as KERAS_OPTIONS  # noqa: E402
+from test_keras_elementwise import make as keras_make, opts_of  # noqa: E402
+
+KERAS_GPU_CASES = KERAS_EW_OPTIONS_FOR_GPU + [(n, o) for n, o in KERAS_OPTIONS if "axis" not in o]
+KERAS_REDUCTIONS = [None, "sum_over_batch_size", "sum"]
+# Rows of 1, 3 (fewer than a warp's lanes), 37 (a warp and a tail) and 1000
+# elements; 2 x 50001 rows of 3 cover more rows than the grid's warps.
+KERAS_SHAPES = [(9, 1), (11, 3), (5, 2, 37), (4, 1000), (2, 50001, 3)]
+
+
+@pytest.mark.parametrize("dtype", [F32, F64] + ([BF16] if BF16 is not None else []), ids=str)
+@pytest.mark.parametrize("reduction", KERAS_REDUCTIONS, ids=str)
+@pytest.mark.parametrize("name,o", KERAS_GPU_CASES, ids=[f"{n}-{o}" for n, o in KERAS_GPU_CASES])
+def test_keras_elementwise_matches_cpu(lib, name, o, reduction, dtype, rng):
+    fn = getattr(lossx.keras, name)
+    opts = opts_of(o)
+    for shape in KERAS_SHAPES:
+        t, p = keras_make(name, shape, dtype, rng, o, smooth=o.get("soft", False))
+        ax = o.get("axis", -1)
+        lshape = tuple(s for i, s in enumerate(shape) if i != ax % len(shape))
+        go = rng.uniform(-1.5, 1.5, lshape).astype(acc_of(dtype)) if reduction is None else 0.75
+        cl, cg = fn(t, p, **opts, reduction=reduction, return_grad=True, grad_output=go)
+        gl, gg = fn(to_dev(lib, t), to_dev(lib, p), **opts, reduction=reduction, return_grad=True,
+                    grad_output=to_dev(lib, go) if reduction is None else go)
+        cnone = fn(t, p, **opts)
+        what = f"{name} {o} {reduction} {shape}"
+        red = "none" if reduction is None else ("mean" if reduction == "sum_over_batch_size" else "sum")
+        check_loss(lib, gl, cl, cnone, red, dtype, what + " loss", divisor=max(1, cnone.size))
+        check_grad(lib, gg, cg, dtype, what + " d_y_pred")
+        gf = fn(to_dev(lib, t), to_dev(lib, p), **opts, reduction=reduction)  # forward only
+        check_loss(lib, gf, cl, cnone, red, dtype, what + " forward only", divisor=max(1, cnone.size))
+
+
+def test_keras_elementwise_rows_deterministic(lib, rng):
+    t, p = keras_make("log_cosh", (300, 777), np.float32, rng, {})
+    a = to_np(lossx.keras.log_cosh(to_dev(lib, t), to_dev(lib, p)))
+    b = to_np(lossx.keras.log_cosh(to_dev(lib, t), to_dev(lib, p)))
+    np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("dtype", [F32, F64], ids=str)
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_multilabel_soft_margin_matches_cpu(lib, reduction, dtype, rng):
+    # binary_cross_entropy_with_logits in row mode (rows of C), class weights of period C.
+    for shape in ((7, 5), (300, 77), (33,)):
+        x = rng.normal(0, 2, shape).astype(dtype)
+        y = (rng.random(shape) < 0.5).astype(dtype)
+        w = rng.uniform(0.5, 2, shape[-1:]).astype(dtype)
+        go = rng.uniform(-1.5, 1.5, shape[:-1]).astype(acc_of(dtype)) if reduction == "none" else 0.75
+        cl, cg = lossx.multilabel_soft_margin_loss(x, y, w, reduction, return_grad=True, grad_output=go)
+        d = lambda a: to_dev(lib, a)  # noqa: E731
+        gl, gg = lossx.multilabel_soft_margin_loss(d(x), d(y), d(w), reduction, return_grad=True,
+                                                   grad_output=d(go) if reduction == "none" else go)
+        cnone = lossx.multilabel_soft_margin_loss(x, y, w, "none")
+        what = f"multilabel_soft_margin {reduction} {shape}"
+        check_loss(lib, gl, cl, cnone, reduction, dtype, what + " loss", divisor=max(1, cnone.size))
+        check_grad(lib, gg, cg, dtype, what + " d_input")
