@@ -189,11 +189,13 @@ struct PlusMinusOneTargetCheck : NoCheck {
   template <typename A> __host__ __device__ static bool bad_target(A v) { return d_abs(v) != A(1); }
 };
 
-// One element: l, d l / d input, d l / d target (before weights and scaling).
+// One element: l, d l / d input, d l / d target and, for the losses with a
+// third operand (pw: pos_weight, gaussian_nll's var, margin_ranking's target),
+// gz = d l / d pw where it is differentiable (preset to 0), before weights and scaling.
 #define LOSSX_CU_PW_EVAL                                                                       \
   template <typename A>                                                                        \
   __host__ __device__ static __forceinline__ void eval(const PwOpt<A>& p, A x, A y, A pw, A& l, \
-                                                       A& gx, A& gy)
+                                                       A& gx, A& gy, [[maybe_unused]] A& gz)
 
 struct L1Fn : NoCheck {
   LOSSX_CU_PW_EVAL {
@@ -398,6 +400,35 @@ struct SigmoidFocalFn : NoCheck {
       gx = at * gx;
       l = at * l;
     }
+  }
+};
+
+// 0.5 (log v + (x - y)^2 / v), v = max(var, eps) (beta), + log(2 pi) / 2 when full;
+// var rides in pw. d/dvar = 0.5 (1/v - r^2) at the clamped v also below eps, as
+// torch's autograd (its clamp runs under no_grad).
+struct GaussianNLLFn : NoCheck {
+  LOSSX_CU_PW_EVAL {
+    const A v = keep_nan(pw, d_max(pw, p.beta));
+    const A df = x - y;
+    const A r = df / v;
+    l = A(0.5) * (df * r + d_log(v));
+    if (p.full) l += A(0.91893853320467274178);  // log(2 pi) / 2
+    gx = r;
+    gy = -r;
+    gz = A(0.5) * (A(1) / v - r * r);
+  }
+};
+
+// margin_ranking_loss: x = input1, y = input2, the +-1 target in pw (checked by
+// the wrapper). max(-t (x - y) + m, 0); the gradient passes at the kink and not
+// where the argument is NaN, as torch's clamp_min. The target has no gradient.
+struct MarginRankingFn : NoCheck {
+  LOSSX_CU_PW_EVAL {
+    const A z = -pw * (x - y) + p.margin;
+    l = keep_nan(z, d_max(z, A(0)));
+    const A s = z >= A(0) ? pw : A(0);
+    gx = -s;
+    gy = s;
   }
 };
 
@@ -645,6 +676,8 @@ LOSSX_CUDA_POINTWISE(kKLDiv, KLDivFn)
 LOSSX_CUDA_POINTWISE(kPoissonNLL, PoissonNLLFn)
 LOSSX_CUDA_POINTWISE(kHingeEmbedding, HingeEmbeddingFn)
 LOSSX_CUDA_POINTWISE(kSigmoidFocal, SigmoidFocalFn)
+LOSSX_CUDA_POINTWISE(kGaussianNLL, GaussianNLLFn)
+LOSSX_CUDA_POINTWISE(kMarginRanking, MarginRankingFn)
 LOSSX_CUDA_POINTWISE(kKerasMae, KerasMaeFn)
 LOSSX_CUDA_POINTWISE(kKerasMape, KerasMapeFn)
 LOSSX_CUDA_POINTWISE(kKerasMsle, KerasMsleFn)
@@ -660,12 +693,14 @@ LOSSX_CUDA_POINTWISE(kKerasSquaredHinge, KerasSquaredHingeFn)
 // One element, as the CPU loop does it: the functor, then the weight on the
 // value and both gradients (the caller scales the gradients).
 template <class Fn, typename A>
-LOSSX_HD void pw_element(const PwOpt<A>& o, A x, A y, A pw, bool has_w, A w, A& l, A& gx, A& gy) {
-  Fn::eval(o, x, y, pw, l, gx, gy);
+LOSSX_HD void pw_element(const PwOpt<A>& o, A x, A y, A pw, bool has_w, A w, A& l, A& gx, A& gy, A& gz) {
+  gz = A(0);
+  Fn::eval(o, x, y, pw, l, gx, gy, gz);
   if (has_w) {
     l *= w;
     gx *= w;
     gy *= w;
+    gz *= w;
   }
 }
 
@@ -686,6 +721,11 @@ struct PwParams {
   int64_t wp;
   const A* pw;
   int64_t pwp;
+  // The third operand in the input's dtype, one per element (gaussian_nll's var,
+  // margin_ranking's target; it takes pw's place in the functor), and its
+  // gradient (acc type, per element, or nullptr).
+  const T* v;
+  A* gv;
   PwOpt<A> opt;
   bool none, mean;
   bool vec;  // every per-element stream is 16-byte aligned
@@ -707,10 +747,10 @@ __device__ __forceinline__ int64_t mod64(int64_t i, int64_t m) {
 // Elements [e0, e0 + M): value, weights, gradients, stores; adds to `acc`.
 template <typename T, class Fn, bool kGrad, int M>
 __device__ __forceinline__ void pw_elems(const PwParams<T>& p, int64_t e0, const T (&xr)[M], const T (&yr)[M],
-                                         bool vec, typename AccOf<T>::type gscale,
+                                         const T (&vr)[M], bool vec, typename AccOf<T>::type gscale,
                                          typename AccOf<T>::type& acc) {
   using A = typename AccOf<T>::type;
-  A ls[M], gos[M];
+  A ls[M], gos[M], gvs[M];
   T gxs[M], gys[M];
   if (kGrad && p.none) {
     if (p.go) {
@@ -729,7 +769,9 @@ __device__ __forceinline__ void pw_elems(const PwParams<T>& p, int64_t e0, const
   for (int e = 0; e < M; ++e) {
     const A x = to_acc(xr[e]), y = to_acc(yr[e]);
     A pwv = A(1), wv = A(1);
-    if (p.pw) {
+    if (p.v) {
+      pwv = to_acc(vr[e]);
+    } else if (p.pw) {
       pwv = __ldg(p.pw + kp);
       if (++kp == p.pwp) kp = 0;
     }
@@ -737,8 +779,8 @@ __device__ __forceinline__ void pw_elems(const PwParams<T>& p, int64_t e0, const
       wv = __ldg(p.w + kw);
       if (++kw == p.wp) kw = 0;
     }
-    A l, gx, gy;
-    pw_element<Fn>(p.opt, x, y, pwv, p.w != nullptr, wv, l, gx, gy);
+    A l, gx, gy, gz;
+    pw_element<Fn>(p.opt, x, y, pwv, p.w != nullptr, wv, l, gx, gy, gz);
     if (Fn::kCheckInput && Fn::bad_input(x)) note_bad(p.bad, e0 + e);
     if (Fn::kCheckTarget && Fn::bad_target(y)) note_bad(p.bad + 1, e0 + e);
     if (p.none) ls[e] = l;
@@ -747,12 +789,14 @@ __device__ __forceinline__ void pw_elems(const PwParams<T>& p, int64_t e0, const
       const A s = p.none ? gos[e] : gscale;
       gxs[e] = from_acc<T>(gx * s);
       gys[e] = from_acc<T>(gy * s);
+      gvs[e] = gz * s;
     }
   }
   if (p.none) st_group<A, M>(p.loss, e0, vec, ls);
   if (kGrad) {
     if (p.gx) st_group<T, M>(p.gx, e0, vec, gxs);
     if (p.gy) st_group<T, M>(p.gy, e0, vec, gys);
+    if (p.gv) st_group<A, M>(p.gv, e0, vec, gvs);
   }
 }
 
@@ -772,26 +816,27 @@ __global__ void __launch_bounds__(kThreads) pw_kernel(const PwParams<T> p) {
   const int64_t t = static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x;
   const int64_t ngroups = p.n / G;
   for (int64_t g0 = t; g0 < ngroups; g0 += kUnroll * P) {
-    T xr[kUnroll][G], yr[kUnroll][G];
+    T xr[kUnroll][G], yr[kUnroll][G], vr[kUnroll][G];
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
       const int64_t g = g0 + u * P;
       if (g < ngroups) {
         ld_group<T, G>(p.x, g * G, p.vec, xr[u]);
         ld_group<T, G>(p.y, g * G, p.vec, yr[u]);
+        if (p.v) ld_group<T, G>(p.v, g * G, p.vec, vr[u]);
       }
     }
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
       const int64_t g = g0 + u * P;
-      if (g < ngroups) pw_elems<T, Fn, kGrad, G>(p, g * G, xr[u], yr[u], p.vec, gscale, acc);
+      if (g < ngroups) pw_elems<T, Fn, kGrad, G>(p, g * G, xr[u], yr[u], vr[u], p.vec, gscale, acc);
     }
   }
   // The n % G last elements: one per thread of the first block.
   const int64_t tail0 = ngroups * G;
   if (t < p.n - tail0) {
-    const T xr[1] = {p.x[tail0 + t]}, yr[1] = {p.y[tail0 + t]};
-    pw_elems<T, Fn, kGrad, 1>(p, tail0 + t, xr, yr, false, gscale, acc);
+    const T xr[1] = {p.x[tail0 + t]}, yr[1] = {p.y[tail0 + t]}, vr[1] = {p.v ? p.v[tail0 + t] : T{}};
+    pw_elems<T, Fn, kGrad, 1>(p, tail0 + t, xr, yr, vr, false, gscale, acc);
   }
   if (!p.none) {
     const double s = block_sum(static_cast<double>(acc), sm);
@@ -819,16 +864,17 @@ __global__ void __launch_bounds__(kThreads) pw_rows_kernel(const PwParams<T> p, 
     for (int64_t j = lane; j < L; j += 32) {
       const int64_t i = r * L + j;
       const A x = to_acc(p.x[i]), y = to_acc(p.y[i]);
-      const A pwv = p.pw ? __ldg(p.pw + mod64(i, p.pwp)) : A(1);
+      const A pwv = p.v ? to_acc(p.v[i]) : (p.pw ? __ldg(p.pw + mod64(i, p.pwp)) : A(1));
       const A wv = p.w ? __ldg(p.w + mod64(i, p.wp)) : A(1);
-      A l, gx, gy;
-      pw_element<Fn>(p.opt, x, y, pwv, p.w != nullptr, wv, l, gx, gy);
+      A l, gx, gy, gz;
+      pw_element<Fn>(p.opt, x, y, pwv, p.w != nullptr, wv, l, gx, gy, gz);
       if (Fn::kCheckInput && Fn::bad_input(x)) note_bad(p.bad, i);
       if (Fn::kCheckTarget && Fn::bad_target(y)) note_bad(p.bad + 1, i);
       acc += l;
       if (kGrad) {
         if (p.gx) p.gx[i] = from_acc<T>(gx * gs);
         if (p.gy) p.gy[i] = from_acc<T>(gy * gs);
+        if (p.gv) p.gv[i] = gz * gs;
       }
     }
     double s = static_cast<double>(acc);
@@ -850,7 +896,7 @@ Status launch(const PointwiseArgs& a, StatusInfo* info) {
   cudaStream_t stream = static_cast<cudaStream_t>(a.stream);
   const int64_t n = a.n;
   const bool none = a.reduction == Reduction::kNone;
-  const bool grad = a.grad_input != nullptr || a.grad_target != nullptr;
+  const bool grad = a.grad_input != nullptr || a.grad_target != nullptr || a.grad_var != nullptr;
 
   PwParams<T> p;
   p.n = n;
@@ -860,6 +906,8 @@ Status launch(const PointwiseArgs& a, StatusInfo* info) {
   p.wp = a.weight_period;
   p.pw = static_cast<const A*>(a.pos_weight);
   p.pwp = a.pos_weight_period;
+  p.v = static_cast<const T*>(a.var);
+  p.gv = static_cast<A*>(a.grad_var);
   p.opt = make_opt<A>(a);
   // Row mode: "none" runs pw_rows_kernel; "sum" / "mean" of the row losses
   // row_scale * (row sums) are the element-wise kernel's sum with the divisor
@@ -878,7 +926,8 @@ Status launch(const PointwiseArgs& a, StatusInfo* info) {
   p.gx = static_cast<T*>(a.grad_input);
   p.gy = static_cast<T*>(a.grad_target);
   p.go = static_cast<const A*>(a.grad_output);
-  p.vec = aligned16(p.x) && aligned16(p.y) && (!grad || (aligned16(p.gx) && aligned16(p.gy))) &&
+  p.vec = aligned16(p.x) && aligned16(p.y) && aligned16(p.v) &&
+          (!grad || (aligned16(p.gx) && aligned16(p.gy) && aligned16(p.gv))) &&
           (!none || (aligned16(p.loss) && (!grad || aligned16(p.go))));
 
   const int64_t ngroups = n / G;

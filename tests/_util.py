@@ -56,10 +56,9 @@ def build_host_lib(out_dir, source):
     return ctypes.CDLL(out)
 
 
-# Pointwise losses with no CUDA functor yet (issue 4's known gap; gaussian_nll_loss
-# and margin_ranking_loss also need the CUDA kernel's third operand). GPU tests
-# skip them; test_pointwise.py checks that this list is exactly what is missing.
-POINTWISE_CPU_ONLY = {"gaussian_nll_loss", "margin_ranking_loss"}
+# Pointwise losses with no CUDA functor yet (none now); test_pointwise.py checks
+# that this list is exactly what is missing, so it can only shrink.
+POINTWISE_CPU_ONLY = set()
 # Pointwise losses whose wrappers return another shape than (loss, (d_input,
 # d_target)) or default to reduction="none": generic tests leave them out.
 POINTWISE_OWN_SIGNATURE = {"gaussian_nll_loss", "margin_ranking_loss", "hinge_embedding_loss", "sigmoid_focal_loss"}

@@ -237,3 +237,50 @@ def test_multilabel_soft_margin_through_the_gpu_backend(fake_gpu, reduction, rng
         for a, c in ((gl, cl), (gg, cg)):
             assert isinstance(a, torch.Tensor) and tuple(a.shape) == np.shape(c)
             np.testing.assert_array_equal(a.numpy(), np.asarray(c))
+
+
+@pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
+@pytest.mark.parametrize("vkind", ["full", "rows", "axis1", "number"])
+def test_gaussian_nll_through_the_gpu_backend(fake_gpu, vkind, reduction, rng):
+    # var in the kernel's third operand: materialised with the caller's library,
+    # its gradient summed over the broadcast axes there (float64), in var's dtype.
+    shape = (4, 3, 5)
+    x, y = rng.normal(0, 1, shape).astype(np.float32), rng.normal(0, 1, shape).astype(np.float32)
+    var = {"full": rng.uniform(0, 2, shape), "rows": rng.uniform(0, 2, shape[:-1]),
+           "axis1": rng.uniform(0, 2, (4, 1, 5)), "number": 0.7}[vkind]
+    if not isinstance(var, float):
+        var = var.astype(np.float64)  # var's dtype differs from the input's: d_var keeps var's
+    go = rng.uniform(-1, 1, shape).astype(np.float32) if reduction == "none" else 0.5
+    cl, cg = lossx.gaussian_nll_loss(x, y, var, full=True, eps=0.1, reduction=reduction, return_grad=True,
+                                     grad_output=go)
+    tv = var if isinstance(var, float) else t(var)
+    calls = _CpuKernels.device_calls
+    gl, gg = lossx.gaussian_nll_loss(t(x), t(y), tv, full=True, eps=0.1, reduction=reduction, return_grad=True,
+                                     grad_output=t(go) if reduction == "none" else go)
+    assert _CpuKernels.device_calls == calls + 1
+    for a, c in zip((gl,) + tuple(gg), (cl,) + tuple(cg)):
+        assert isinstance(a, torch.Tensor) and tuple(a.shape) == np.shape(c)
+        assert str(a.dtype).split(".")[-1] == np.asarray(c).dtype.name
+        np.testing.assert_array_equal(a.numpy(), np.asarray(c))
+    with pytest.raises(ValueError, match="var must be >= 0; element 2 is -0.5"):
+        lossx.gaussian_nll_loss(t(x[0, 0]), t(y[0, 0]), t(np.array([1, 1, -0.5, 1, -2], np.float32)))
+
+
+@pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
+def test_margin_ranking_through_the_gpu_backend(fake_gpu, reduction, rng):
+    shape = (6, 7)
+    x1, x2 = rng.normal(0, 1, shape).astype(np.float32), rng.normal(0, 1, shape).astype(np.float32)
+    for target in (np.where(rng.random(shape) < 0.5, -1, 1), np.where(rng.random(shape) < 0.5, -1.0, 1.0)):
+        go = rng.uniform(-1, 1, shape).astype(np.float32) if reduction == "none" else 0.5
+        cl, cg = lossx.margin_ranking_loss(x1, x2, target, 0.3, reduction, return_grad=True, grad_output=go)
+        calls = _CpuKernels.device_calls
+        gl, gg = lossx.margin_ranking_loss(t(x1), t(x2), t(target), 0.3, reduction, return_grad=True,
+                                           grad_output=t(go) if reduction == "none" else go)
+        assert _CpuKernels.device_calls == calls + 1
+        for a, c in zip((gl,) + tuple(gg), (cl,) + tuple(cg)):
+            assert isinstance(a, torch.Tensor) and tuple(a.shape) == np.shape(c)
+            np.testing.assert_array_equal(a.numpy(), np.asarray(c))
+    bad = np.ones(shape)
+    bad[2, 3] = 1 + 1e-10  # a float64 target is tested in its own dtype
+    with pytest.raises(ValueError, match=r"target at position 17 is 1; it must be 1 or -1"):
+        lossx.margin_ranking_loss(t(x1), t(x2), t(bad))

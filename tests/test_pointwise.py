@@ -395,16 +395,16 @@ def test_gpu_array_without_usable_cuda_says_so():
         lossx.mse_loss(_FakeGpuArray(), _FakeGpuArray())
 
 
-@pytest.mark.skipif(not lossx._core.cuda_compiled(), reason="no CUDA backend in this build")
-def test_cuda_row_mode_refused_before_launch():
-    """Row mode (multilabel_soft_margin_loss, lossx.keras) has no CUDA kernel: the
-    dispatcher refuses it before the launch, which would write one loss per element
-    into a buffer sized one per row. Fake pointers: nothing may dereference them."""
-    with pytest.raises(TypeError, match="row mode"):
-        lossx._core.pointwise(1, 0, 0, 1, 8, 64, 64, None, 1, None, 1, 1.0, False, True, False, 0, 0.0,
-                              64, None, None, None, None, None, -1.0, 2.0, 1.0, 4, 0.25)
-    with pytest.raises(RuntimeError, match="CUDA|GPU"):  # no kernel, or no usable GPU here
-        lossx.multilabel_soft_margin_loss(_FakeGpuArray(), _FakeGpuArray())
+@pytest.mark.skipif(lossx._core.cuda_compiled() and lossx._core.cuda_available(), reason="a GPU is usable here")
+def test_gpu_arrays_of_every_new_cuda_path_without_usable_cuda_say_so():
+    # Row mode (multilabel_soft_margin_loss, lossx.keras) and the third operand
+    # (gaussian_nll_loss, margin_ranking_loss) now take GPU arrays; without a
+    # usable GPU they fail cleanly before any array is read.
+    g = _FakeGpuArray
+    for call in (lambda: lossx.multilabel_soft_margin_loss(g(), g()), lambda: lossx.keras.log_cosh(g(), g()),
+                 lambda: lossx.gaussian_nll_loss(g(), g(), g()), lambda: lossx.margin_ranking_loss(g(), g(), g())):
+        with pytest.raises(RuntimeError, match="CUDA|GPU"):
+            call()
 
 
 def test_gpu_target_with_numpy_input_raises():

@@ -42,7 +42,7 @@ def host_lib(tmp_path_factory):
     dbl = ctypes.c_double
     c_int = ctypes.c_int
     lib.lossx_pw_host.argtypes = [c_int, c_int, dbl, c_int, c_int, c_int, dbl, dbl, dbl, c_int, dbl, c_int, c_int,
-                                  i64, p, p, p, i64, p, i64, p, p, p, p, ctypes.POINTER(i64)]
+                                  i64, p, p, p, i64, p, i64, p, p, p, p, p, ctypes.POINTER(i64)]
     return lib
 
 
@@ -56,7 +56,7 @@ def run_host(lib, name, x, y, weight=None, pos_weight=None, grad_output=None, **
 
     xf, yf, w, pw, go = flat(x), flat(y), flat(weight), flat(pos_weight), flat(grad_output)
     n = xf.size
-    loss, gx, gy = np.empty(n, dt), np.empty(n, dt), np.empty(n, dt)
+    loss, gx, gy, gz = np.empty(n, dt), np.empty(n, dt), np.empty(n, dt), np.empty(n, dt)
     bad = (ctypes.c_int64 * 2)()
     ptr = lambda a: None if a is None else a.ctypes.data  # noqa: E731
     beta = float(opts.get(BETA_KEY.get(name, "beta"), opts.get("beta", DEFAULT_BETA.get(name, 1.0))))
@@ -67,8 +67,9 @@ def run_host(lib, name, x, y, weight=None, pos_weight=None, grad_output=None, **
                            float(opts.get("margin", 1.0)), int(opts.get("from_logits", False)),
                            float(opts.get("label_smoothing", 0.0)), int(opts.get("class_balancing", False)),
                            int(opts.get("binary_labels", False)), n, ptr(xf), ptr(yf), ptr(w), n, ptr(pw), n, ptr(go),
-                           ptr(loss), ptr(gx), ptr(gy), bad)
+                           ptr(loss), ptr(gx), ptr(gy), ptr(gz), bad)
     assert rc == 0, f"{name}: no CUDA functor (rc {rc})"
+    run_host.gz = gz.reshape(shape)  # d loss / d third operand, for the tests that have one
     return loss.reshape(shape), gx.reshape(shape), gy.reshape(shape), (bad[0], bad[1])
 
 
@@ -240,3 +241,47 @@ def test_keras_functors_match_cpu(host_lib, name, o, dtype, nan, rng):
     if op.startswith("keras."):
         assert not np.any(hgy)  # Keras gives y_true no gradient
     assert bad == (-1, -1)
+
+
+# ---- The losses with a third operand: gaussian_nll_loss (var, differentiable)
+# and margin_ranking_loss (the +-1 target). The harness passes it as pw.
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("nan", [False, True], ids=["finite", "nan"])
+@pytest.mark.parametrize("opts", [{}, {"full": True}, {"eps": 0.5}], ids=str)
+def test_gaussian_nll_functor_matches_cpu(host_lib, opts, nan, dtype, rng):
+    shape = (1001,)
+    x, y = rng.normal(0, 2, shape).astype(dtype), rng.normal(0, 2, shape).astype(dtype)
+    var = rng.uniform(0, 3, shape).astype(dtype)
+    var[:7] = [0, 1e-9, 0.25, 0.5, 0.7, 1e-3, 2.0]  # below and around the clamp
+    if nan:
+        x[[2, 20]] = np.nan
+        y[[5, 20]] = np.nan
+        var[[9, 30]] = np.nan
+    go = rng.uniform(-1.5, 1.5, shape).astype(dtype)
+    cl, (cgx, cgy, cgv) = lossx.gaussian_nll_loss(x, y, var, reduction="none", return_grad=True, grad_output=go,
+                                                 **opts)
+    hl, hgx, hgy, bad = run_host(host_lib, "gaussian_nll_loss", x, y, pos_weight=var, grad_output=go,
+                                 beta=opts.get("eps", 1e-6), full=opts.get("full", False))
+    check(hl, cl, "loss", dtype)
+    check(hgx, cgx, "d_input", dtype)
+    check(hgy, cgy, "d_target", dtype)
+    check(run_host.gz, cgv, "d_var", dtype)
+    assert bad == (-1, -1)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("margin", [0.0, 0.7])
+def test_margin_ranking_functor_matches_cpu(host_lib, margin, dtype, rng):
+    shape = (1001,)
+    x1, x2 = rng.normal(0, 1, shape).astype(dtype), rng.normal(0, 1, shape).astype(dtype)
+    x1[[2, 20]] = np.nan
+    x2[:3] = x1[:3] + np.array([margin, -margin, 0], dtype)  # at and near the hinge
+    t = np.where(rng.random(shape) < 0.5, -1.0, 1.0).astype(dtype)
+    go = rng.uniform(-1.5, 1.5, shape).astype(dtype)
+    cl, (cg1, cg2) = lossx.margin_ranking_loss(x1, x2, t, margin, "none", return_grad=True, grad_output=go)
+    hl, hg1, hg2, bad = run_host(host_lib, "margin_ranking_loss", x1, x2, pos_weight=t, grad_output=go,
+                                 margin=margin)
+    check(hl, cl, "loss", dtype)
+    check(hg1, cg1, "d_input1", dtype)
+    check(hg2, cg2, "d_input2", dtype)
+    assert not np.any(run_host.gz)  # the target is not differentiable

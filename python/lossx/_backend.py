@@ -15,6 +15,8 @@ Interface (duck-typed):
   move_last(a, axis), move_back(a, axis), permute(a, axes) (a transposed view)
   empty(shape, code_or_acc)           -> new array of the caller's library
   full(shape, value, code)            -> filled array
+  sum_axes(a, axes)                   -> float64 sum over the (non-empty) axes
+  to_host(a)                          -> NumPy copy (error messages only: a device-to-host read)
   arg(a)                              -> what _core takes for a (array or pointer)
   scalar(a)                           -> reduced loss as the caller expects
   broadcast_to(a, shape), astype(a, dtype)
@@ -90,6 +92,18 @@ class NumpyBackend:
         if _prod(shape) * dt.itemsize >= _CACHE_MIN_BYTES:
             return _core.cached_empty(tuple(shape), dt)
         return np.empty(shape, dtype=dt)
+
+    @staticmethod
+    def full(shape, value, code):
+        return np.full(shape, value, dtype=_np_dtype(code))
+
+    @staticmethod
+    def sum_axes(a, axes):
+        return np.asarray(a.sum(axis=tuple(axes), dtype=np.float64))
+
+    @staticmethod
+    def to_host(a):
+        return np.asarray(a)
 
     @staticmethod
     def arg(a):

@@ -101,6 +101,16 @@ class CupyBackend:
         with self._dev:
             return self._nonnull(self._cp.empty(shape, dtype=_np_dtype(code)))
 
+    def full(self, shape, value, code):
+        with self._dev:
+            return self._cp.full(shape, value, dtype=_np_dtype(code))
+
+    def sum_axes(self, a, axes):
+        return a.sum(axis=tuple(axes), dtype=self._cp.float64)
+
+    def to_host(self, a):
+        return self._cp.asnumpy(a)
+
     @staticmethod
     def arg(a):
         return None if a is None else int(a.data.ptr)
@@ -192,6 +202,16 @@ class TorchBackend:
 
     def empty(self, shape, code):
         return self._nonnull(self._torch.empty(shape, dtype=self._dtype(code), device=self._dev))
+
+    def full(self, shape, value, code):
+        return self._torch.full(tuple(shape), value, dtype=self._dtype(code), device=self._dev)
+
+    def sum_axes(self, a, axes):
+        return a.sum(dim=tuple(axes), dtype=self._torch.float64)  # (dim=() would sum everything)
+
+    def to_host(self, a):
+        a = a.detach()
+        return (a.float() if a.dtype == self._torch.bfloat16 else a).cpu().numpy()
 
     def arg(self, a):
         if a is None:

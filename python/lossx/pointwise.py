@@ -66,15 +66,6 @@ def _weight_arg(be, fn, argname, w, shape, acc):
     return be.contiguous(full, acc).reshape(-1), max(int(np.prod(shape, dtype=np.int64)), 1)
 
 
-def _cpu_backend(fn, input):
-    be = backend_for(input, fn)
-    if be.device != A.CPU:
-        # Losses whose wrappers do NumPy work before the kernel (var broadcasting,
-        # target checks) and have no CUDA functor yet: fail clearly before that work.
-        raise RuntimeError(f"{fn} has no CUDA kernel yet; pass NumPy arrays")
-    return be
-
-
 def _run(fn, input, target, reduction, return_grad, grad_output, *, weight=None, pos_weight=None,
          beta=1.0, log_target=False, log_input=True, full=False, check=None, reductions=A.REDUCTIONS,
          var=None, target_grad=True, var_grad=True, alpha=-1.0, gamma=2.0, margin=1.0, row_len=0, kind=None):
@@ -247,22 +238,22 @@ def poisson_nll_loss(input, target, log_input=True, full=False, *, eps=1e-8, red
                 log_input=log_input, full=full)
 
 
-def _var_arg(be, fn, var, shape):
+def _var_arg(be, fn, var, shape, code):
     """torch's var rules -> (var broadcast to `shape`, axes its gradient sums over,
-    var's shape, var's dtype); a Python number is one variance for every element."""
+    var's shape, var's dtype); a Python number is one variance for every element
+    (an array of the input's dtype code, in the caller's library)."""
     if isinstance(var, numbers.Real) and not isinstance(var, bool):
         v = float(var)
         if v < 0:
             raise ValueError(f"{fn}: var must be >= 0, got {v}")
-        return np.full(shape, v), tuple(range(len(shape))), (), None
+        return be.full(shape, v, code), tuple(range(len(shape))), (), None
     va = be.asarray(var)
     if not be.is_float(va):
         raise TypeError(f"{fn}: var must be float32, float64, float16 or bfloat16, got {va.dtype}")
-    vv = np.asarray(va, dtype=np.float64)
-    bad = vv < 0
-    if bad.any():
-        i = int(np.flatnonzero(bad.reshape(-1))[0])
-        raise ValueError(f"{fn}: var must be >= 0; element {i} is {vv.reshape(-1)[i]}")
+    if bool((va < 0).any()):  # on a GPU: one device-to-host read of the flag
+        vv = be.to_host(va).astype(np.float64).reshape(-1)
+        i = int(np.flatnonzero(vv < 0)[0])
+        raise ValueError(f"{fn}: var must be >= 0; element {i} is {vv[i]}")
     vs = tuple(va.shape)
     vb = vs
     if vs != shape:
@@ -280,7 +271,7 @@ def _var_arg(be, fn, var, shape):
             raise A.shape_error(fn, "var must have the input's shape, that shape without its last axis, "
                                 "or that shape with a single axis of size 1", "var", vs, "input", shape)
     axes = tuple(k for k in range(len(shape)) if vb[k] != shape[k])
-    return np.broadcast_to(va.reshape(vb), shape), axes, vs, va.dtype
+    return be.broadcast_to(va.reshape(vb), shape), axes, vs, va.dtype
 
 
 def gaussian_nll_loss(input, target, var, full=False, eps=1e-6, reduction="mean", *, return_grad=False,
@@ -305,11 +296,11 @@ def gaussian_nll_loss(input, target, var, full=False, eps=1e-6, reduction="mean"
     eps = _real(fn, "eps", eps)
     if eps < 0:
         raise ValueError(f"{fn}: eps must be >= 0, got {eps}")
-    be = _cpu_backend(fn, input)
+    be = backend_for(input, fn)
     x = be.asarray(input)
     shape = tuple(x.shape)
-    be.dtype_code(x, fn, "input")  # a bad input dtype is reported before var's problems
-    vfull, axes, vshape, vdtype = _var_arg(be, fn, var, shape)
+    code = be.dtype_code(x, fn, "input")  # a bad input dtype is reported before var's problems
+    vfull, axes, vshape, vdtype = _var_arg(be, fn, var, shape, code)
     r = _run(fn, input, target, reduction, return_grad, grad_output, beta=eps, full=full, var=vfull)
     if not return_grad:
         return r
@@ -317,8 +308,10 @@ def gaussian_nll_loss(input, target, var, full=False, eps=1e-6, reduction="mean"
     if vdtype is None:
         vdtype = gi.dtype
     if axes:
-        gv = gv.sum(axis=axes, dtype=np.float64)  # the broadcast axis; float64 so its length does not cost accuracy
-    gv = np.asarray(gv).reshape(vshape).astype(vdtype, copy=False)
+        gv = be.sum_axes(gv, axes)  # the broadcast axes, in float64 so their length does not cost accuracy
+    gv = gv.reshape(vshape)
+    if gv.dtype != vdtype:
+        gv = be.astype(gv, vdtype)
     return out, (gi, gt, gv)
 
 
@@ -333,8 +326,8 @@ def margin_ranking_loss(input1, input2, target, margin=0.0, reduction="mean", *,
     one does not. The target rides in the pointwise kernel's third operand."""
     fn = "margin_ranking_loss"
     margin = _real(fn, "margin", margin)
-    be = _cpu_backend(fn, input1)
-    x1, x2, t = be.asarray(input1), be.asarray(input2), be.asarray(target)
+    be = backend_for(input1, fn)
+    x1, x2, t = be.asarray(input1), be.asarray(input2, fn, "input2"), be.asarray(target, fn, "target")
     code = be.dtype_code(x1, fn, "input1")
     if tuple(x2.shape) != tuple(x1.shape):
         raise A.shape_error(fn, "inputs must have the same shape", "input2", x2.shape, "input1", x1.shape)
@@ -344,9 +337,16 @@ def margin_ranking_loss(input1, input2, target, margin=0.0, reduction="mean", *,
         raise TypeError(f"{fn}: target must be numeric (+1 / -1), got {t.dtype}")
     # The +-1 rule on the target's own values (a float64 1 + 1e-10 must not pass by
     # rounding to a float32 1): float32/float64 scanned in C++, other dtypes in NumPy.
+    # On a GPU: the same test by the caller's library, one device-to-host read of the flag.
     tflat = be.contiguous(t).reshape(-1)
-    own = {np.dtype(np.float32): 0, np.dtype(np.float64): 1}.get(np.dtype(tflat.dtype), -1)
-    i = _first_invalid(tflat, own, 0)
+    if be.device == A.CPU:
+        own = {np.dtype(np.float32): 0, np.dtype(np.float64): 1}.get(np.dtype(tflat.dtype), -1)
+        i = _first_invalid(tflat, own, 0)
+    else:
+        i = -1
+        if bool(((tflat != 1) & (tflat != -1)).any()):
+            th = be.to_host(tflat).astype(np.float64)
+            tflat, i = th, int(np.flatnonzero(np.abs(th) != 1)[0])
     if i >= 0:
         raise ValueError(f"{fn}: target at position {i} is {float(tflat[i]):g}; it must be 1 or -1")
     tv = be.contiguous(t, code)
@@ -355,7 +355,7 @@ def margin_ranking_loss(input1, input2, target, margin=0.0, reduction="mean", *,
         return r
     out, (g1, g2) = r
     if g2.dtype != g1.dtype:
-        g2 = g2.astype(g1.dtype)
+        g2 = be.astype(g2, g1.dtype)
     return out, (g1, g2)
 
 

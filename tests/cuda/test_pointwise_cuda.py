@@ -558,3 +558,58 @@ def test_multilabel_soft_margin_matches_cpu(lib, reduction, dtype, rng):
         what = f"multilabel_soft_margin {reduction} {shape}"
         check_loss(lib, gl, cl, cnone, reduction, dtype, what + " loss", divisor=max(1, cnone.size))
         check_grad(lib, gg, cg, dtype, what + " d_input")
+
+
+# ---- The kernel's third operand: gaussian_nll_loss's var (differentiable) and
+# margin_ranking_loss's +-1 target. tests/test_pointwise_cuda_functors.py checks
+# the functors on the host.
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("vkind", ["full", "rows", "number"])
+def test_gaussian_nll_matches_cpu(lib, vkind, reduction, dtype, rng):
+    for shape in ((1003, 1), (3, 5, 7), (100003,)):
+        x, y = rng.normal(0, 2, shape).astype(dtype), rng.normal(0, 2, shape).astype(dtype)
+        var = {"full": lambda: rng.uniform(0, 3, shape).astype(dtype),
+               "rows": lambda: rng.uniform(0, 3, shape[:-1]).astype(dtype),
+               "number": lambda: 0.8}[vkind]()
+        go = rng.uniform(-1.5, 1.5, shape).astype(acc_of(dtype)) if reduction == "none" else 0.75
+        kw = dict(full=True, eps=0.05, reduction=reduction, return_grad=True)
+        cl, (cgx, cgy, cgv) = lossx.gaussian_nll_loss(x, y, var, grad_output=go, **kw)
+        d = lambda a: to_dev(lib, a) if isinstance(a, np.ndarray) else a  # noqa: E731
+        gl, (ggx, ggy, ggv) = lossx.gaussian_nll_loss(d(x), d(y), d(var), grad_output=d(go), **kw)
+        what = f"gaussian_nll {vkind} {reduction} {shape}"
+        cnone = lossx.gaussian_nll_loss(x, y, var, full=True, eps=0.05, reduction="none")
+        check_loss(lib, gl, cl, cnone, reduction, dtype, what + " loss", divisor=x.size)
+        check_grad(lib, ggx, cgx, dtype, what + " d_input")
+        check_grad(lib, ggy, cgy, dtype, what + " d_target")
+        # d_var: summed over the broadcast axes in float64 on both sides.
+        rt = K * ULP[np.dtype(dtype)] + STORE_ULP[np.dtype(dtype)]
+        scale = float(np.sum(np.abs(np.asarray(cgv, np.float64)))) / max(1, np.size(cgv)) if vkind != "full" else None
+        check(lib, ggv, cgv, what + " d_var", rt * (x.size if vkind == "number" else 1), scale=scale)
+    with pytest.raises(ValueError, match="var must be >= 0; element 1 is -1"):
+        lossx.gaussian_nll_loss(to_dev(lib, np.zeros(3, np.float32)), to_dev(lib, np.zeros(3, np.float32)),
+                                to_dev(lib, np.array([1, -1, 2], np.float32)))
+    _context_usable(lib)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_margin_ranking_matches_cpu(lib, reduction, dtype, rng):
+    for shape in SHAPES:
+        x1, x2 = rng.normal(0, 1, shape).astype(dtype), rng.normal(0, 1, shape).astype(dtype)
+        target = np.where(rng.random(shape) < 0.5, -1, 1)
+        go = rng.uniform(-1.5, 1.5, shape).astype(acc_of(dtype)) if reduction == "none" else 0.75
+        cl, (cg1, cg2) = lossx.margin_ranking_loss(x1, x2, target, 0.2, reduction, return_grad=True, grad_output=go)
+        d = lambda a: to_dev(lib, a) if isinstance(a, np.ndarray) else a  # noqa: E731
+        gl, (gg1, gg2) = lossx.margin_ranking_loss(d(x1), d(x2), d(target), 0.2, reduction, return_grad=True,
+                                                   grad_output=d(go))
+        what = f"margin_ranking {reduction} {shape}"
+        check_loss(lib, gl, cl, lossx.margin_ranking_loss(x1, x2, target, 0.2, "none"), reduction, dtype,
+                   what + " loss", divisor=x1.size)
+        check_grad(lib, gg1, cg1, dtype, what + " d_input1")
+        check_grad(lib, gg2, cg2, dtype, what + " d_input2")
+    t = np.array([1, -1, 0.5, 1], np.float32)
+    with pytest.raises(ValueError, match="target at position 2 is 0.5; it must be 1 or -1"):
+        lossx.margin_ranking_loss(to_dev(lib, np.zeros(4, np.float32)), to_dev(lib, np.zeros(4, np.float32)),
+                                  to_dev(lib, t))
+    _context_usable(lib)
