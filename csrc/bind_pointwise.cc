@@ -35,7 +35,7 @@ void bind_pointwise(py::module_& m) {
         py::gil_scoped_release release;
         return cpu::first_invalid(p, static_cast<DType>(dtype), n, static_cast<cpu::ValueRule>(rule));
       },
-      "Internal: flat index of the first element breaking a value rule (0: +-1, 1: [0, 1]), "
+      "Internal: flat index of the first element breaking a value rule (0: +-1, 1: [0, 1], 2: 0 or 1), "
       "-1 if none, -2 for a dtype it does not cover.");
 
   m.def(

@@ -566,7 +566,10 @@ __global__ void __launch_bounds__(1024) softmax_rows(SMParams p) {
     st = block_ms(st, sm_ms);
     if (g) gsum = block_sum(gsum, sm_a);
     if (!g) gsum = static_cast<A>(C);
-    const A lse = lse_of(st);
+    A lse = lse_of(st);
+    // logsumexp as torch's (and the CPU path's): +inf for a row holding +inf, -inf
+    // for a row of -inf; log_softmax of those rows stays NaN.
+    if (!p.log_softmax && !st.nan && (st.m == -neg_inf<A>() || !(st.m > neg_inf<A>()))) lse = st.m;
     if (p.out) {
       if (p.log_softmax) {
         row_map(x, static_cast<T*>(p.out) + off, C,

@@ -297,7 +297,7 @@ def test_soft_margin_target_pm1():
 
 
 @pytest.mark.parametrize("dt", FLOAT_DTYPES)
-@pytest.mark.parametrize("rule", [0, 1])
+@pytest.mark.parametrize("rule", [0, 1, 2])
 def test_value_rule_scan_finds_first_bad_element(rng, dt, rule):
     """The value-rule scan (C++ for float32/64, NumPy for the half types) names
     the first bad element wherever it lies: first block, later blocks, the last
@@ -307,10 +307,11 @@ def test_value_rule_scan_finds_first_bad_element(rng, dt, rule):
     if code is None:
         code = 2 if np.dtype(dt) == np.float16 else 3
     n = 3 * 4096 + 5
-    good = (np.where(rng.random(n) < 0.5, -1.0, 1.0) if rule == 0 else rng.random(n)).astype(dt)
+    good = {0: lambda: np.where(rng.random(n) < 0.5, -1.0, 1.0), 1: lambda: rng.random(n),
+            2: lambda: (rng.random(n) < 0.5).astype(np.float64)}[rule]().astype(dt)
     assert _first_invalid(good, code, rule) == -1
     for pos in (0, 17, 4095, 4096, 9000, n - 1):
-        for bad in (0.5, np.nan, np.inf, -np.inf, 2.0):
+        for bad in (0.5, np.nan, np.inf, -np.inf, 2.0) + ((-1.0,) if rule == 2 else ()):
             if rule == 1 and bad == 0.5:
                 bad = -0.25
             v = good.copy()

@@ -340,6 +340,57 @@ def test_short_rows_blocks(rng, C, dtype, opts):
     np.testing.assert_array_equal(lossx.cross_entropy(x, y, reduction="none", z_loss=zl, **opts), loss)
 
 
+@pytest.mark.parametrize("C", [1, 2, 7, 10, 32, 33])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_softmax_family_short_rows_blocks(rng, C, dtype):
+    """log_softmax and logsumexp over rows of up to 32 columns run a vector's
+    worth of rows at a time (the remainder, and a block holding a NaN or inf
+    row, on the row path): values and gradients against torch, with and without
+    grad_output, and the same outputs forward-only, with the gradient and for 1
+    and 2 threads."""
+    N = 8 * 5 + 3
+    x = (rng.standard_normal((N, C)) * 3).astype(dtype)
+    x[9, 0] = np.nan
+    x[20, -1] = np.inf
+    x[26, :] = -np.inf
+    ok = np.ones(N, bool)
+    ok[[9, 20, 26]] = False
+    g = rng.standard_normal((N, C)).astype(dtype)
+    go = rng.standard_normal(N).astype(dtype)
+    xt = t64(x, True)
+    ref = F.log_softmax(xt, 1)
+    ref.backward(t64(g))
+    out, gi = lossx.log_softmax(x, 1, return_grad=True, grad_output=g)
+    close(out[ok], ref.detach().numpy()[ok], dtype, 4, "log_softmax")
+    close(gi[ok], xt.grad.numpy()[ok], dtype, C, "log_softmax grad")
+    assert np.isnan(out[9]).all() and np.isnan(gi[9]).all()
+    xt = t64(x, True)
+    F.log_softmax(xt, 1).backward(torch.ones(N, C, dtype=torch.float64))
+    _, gi1 = lossx.log_softmax(x, 1, return_grad=True)
+    close(gi1[ok], xt.grad.numpy()[ok], dtype, C, "log_softmax grad of the sum")
+    xt = t64(x, True)
+    lref = torch.logsumexp(xt, 1)
+    lref.backward(t64(go))
+    lse, gl = lossx.logsumexp(x, 1, return_grad=True, grad_output=go)
+    close(lse[ok], lref.detach().numpy()[ok], dtype, 4, "logsumexp")
+    close(gl[ok], xt.grad.numpy()[ok], dtype, 4, "logsumexp grad")
+    assert np.isnan(lse[9]) and lse[20] == np.inf and lse[26] == -np.inf
+    np.testing.assert_array_equal(lossx.log_softmax(x, 1), out)
+    np.testing.assert_array_equal(lossx.logsumexp(x, 1), lse)
+    before = lossx.get_num_threads()
+    try:
+        big = np.repeat(x, 200, axis=0)  # several parallel chunks
+        res = []
+        for th in (1, 2):
+            lossx.set_num_threads(th)
+            res.append((lossx.log_softmax(big, 1, return_grad=True), lossx.logsumexp(big, 1)))
+        np.testing.assert_array_equal(res[0][0][0], res[1][0][0])
+        np.testing.assert_array_equal(res[0][0][1], res[1][0][1])
+        np.testing.assert_array_equal(res[0][1], res[1][1])
+    finally:
+        lossx.set_num_threads(before)
+
+
 @pytest.mark.parametrize("where", ["first", "last", "rising", "above", "far"])
 @pytest.mark.parametrize("opts", [{}, {"label_smoothing": 0.1, "weight": "w"}, {"soft": True}])
 def test_long_rows_running_max(rng, where, opts):
@@ -501,7 +552,8 @@ def test_nan_payloads_and_nonfinite_rows(simd_target, C):
     low mantissa, which the sweep's exp would shift into the exponent) makes its
     row's loss, lse and gradient NaN, wherever it sits: first or last chunk of a
     long row, in a short-row block, in the SIMD tail. +inf rows are NaN, rows of
-    -inf are NaN (torch: -inf - -inf), and -inf next to finite logits is exact."""
+    -inf are NaN (torch: -inf - -inf), and -inf next to finite logits is exact;
+    logsumexp gives torch's +inf and -inf for those two rows."""
     rng = np.random.default_rng(C)
     N = 8 * len(NAN_BITS) + 5
     x = rng.standard_normal((N, C)).astype(np.float32)
@@ -534,7 +586,9 @@ def test_nan_payloads_and_nonfinite_rows(simd_target, C):
     assert (g[i0 + 2, : C // 2] == 0).all() and (g[i0 + 3, 3::3] == 0).all()
     np.testing.assert_array_equal(lossx.cross_entropy(x, y, reduction="none"), loss)
     lse2 = lossx.logsumexp(x)
-    assert all(np.isnan(lse2[i]) for i in bad if i != i0)
+    # torch's logsumexp: +inf for the row holding +inf, -inf for the row of -inf.
+    assert all(np.isnan(lse2[i]) for i in bad if i not in (i0, i0 + 1))
+    assert lse2[i0] == np.inf and lse2[i0 + 1] == -np.inf
     close(lse2[ok], torch.logsumexp(xt, 1).numpy()[ok], np.float32, np.sqrt(C))
 
 

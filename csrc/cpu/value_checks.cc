@@ -1,5 +1,5 @@
 // Value-range checks for the pointwise family's inputs (soft_margin's +-1
-// targets, binary_cross_entropy's probabilities). A plain loop the compiler
+// targets, binary_cross_entropy's probabilities, Keras' {0, 1} hinge labels). A plain loop the compiler
 // vectorises: one read of the array, branch-free per block, scalar search
 // only in a block that holds a bad value. Replaces a NumPy check that made
 // float64 copies and cost more than the loss itself.
@@ -16,6 +16,7 @@ bool bad_value(T v, ValueRule rule) {
   switch (rule) {
     case ValueRule::kPlusMinusOne: return !(v == T(1) || v == T(-1));
     case ValueRule::kUnitInterval: return !(v >= T(0) && v <= T(1));  // NaN is bad
+    case ValueRule::kZeroOne: return !(v == T(0) || v == T(1));
   }
   return true;
 }
@@ -29,6 +30,8 @@ int64_t first_bad(const T* p, int64_t n, ValueRule rule) {
     int any = 0;
     if (rule == ValueRule::kPlusMinusOne) {
       for (int64_t i = b; i < e; ++i) any |= static_cast<int>(p[i] != T(1)) & static_cast<int>(p[i] != T(-1));
+    } else if (rule == ValueRule::kZeroOne) {
+      for (int64_t i = b; i < e; ++i) any |= static_cast<int>(p[i] != T(0)) & static_cast<int>(p[i] != T(1));
     } else {
       for (int64_t i = b; i < e; ++i) any |= static_cast<int>(!(p[i] >= T(0))) | static_cast<int>(!(p[i] <= T(1)));
     }

@@ -7,7 +7,7 @@
 namespace lossx {
 namespace cpu {
 
-enum class ValueRule { kPlusMinusOne = 0, kUnitInterval = 1 };
+enum class ValueRule { kPlusMinusOne = 0, kUnitInterval = 1, kZeroOne = 2 };
 
 // Flat index of the first element breaking `rule`, -1 if none, -2 for a dtype
 // this check does not cover (float16/bfloat16: the caller uses NumPy).

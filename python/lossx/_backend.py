@@ -74,11 +74,12 @@ class NumpyBackend:
 
     @staticmethod
     def move_last(a, axis):
-        return np.moveaxis(a, axis, -1)
+        # np.moveaxis costs microseconds even when there is nothing to move.
+        return a if axis in (-1, a.ndim - 1) else np.moveaxis(a, axis, -1)
 
     @staticmethod
     def move_back(a, axis):
-        return np.moveaxis(a, -1, axis)
+        return a if axis in (-1, a.ndim - 1) else np.moveaxis(a, -1, axis)
 
     @staticmethod
     def permute(a, axes):

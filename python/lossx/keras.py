@@ -30,6 +30,7 @@ last axis inside the loop.
 """
 from __future__ import annotations
 
+import math
 import numbers
 
 import numpy as np
@@ -55,6 +56,8 @@ def _reduction(fn, reduction):
 
 def _axes(fn, axis, ndim, allow_tuple):
     """Canonical reduced axes (sorted tuple)."""
+    if type(axis) is int and -ndim <= axis < ndim:  # the common case
+        return (axis % ndim,)
     if axis is None:
         if not allow_tuple:
             raise ValueError(f"{fn}: axis must be an int, got None")
@@ -75,10 +78,12 @@ def _axes(fn, axis, ndim, allow_tuple):
 
 def _to_rows(be, x, axes, code=None):
     """x with `axes` moved last, contiguous, as (rows, cols)."""
+    if axes == (x.ndim - 1,):  # already last: no permutation
+        return be.contiguous(x, code).reshape(-1, x.shape[-1]), list(range(x.ndim))
     keep = [i for i in range(x.ndim) if i not in axes]
     perm = keep + list(axes)
     moved = x if perm == list(range(x.ndim)) else be.permute(x, perm)
-    cols = int(np.prod([x.shape[i] for i in axes], dtype=np.int64))
+    cols = math.prod([x.shape[i] for i in axes])
     return be.contiguous(moved, code).reshape(-1, cols), perm
 
 
@@ -175,6 +180,8 @@ def _run(fn, kind, y_true, y_pred, *, axis, reduction, return_grad, grad_output,
 
 
 def _int_axis(fn, axis):
+    if type(axis) is int:  # the common case, without the slower ABC checks below
+        return axis
     if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):
         raise ValueError(f"{fn}: axis must be of type int, got {axis!r}")
     return int(axis)
@@ -304,6 +311,8 @@ def _same_rank(t, p):
 
 
 def _finite(fn, name, v):
+    if type(v) is float and math.isfinite(v):  # the common case
+        return v
     if isinstance(v, bool) or not isinstance(v, numbers.Real) or not np.isfinite(v):
         raise ValueError(f"{fn}: {name} must be a finite real number, got {v!r}")
     return float(v)
@@ -340,8 +349,15 @@ def _elementwise(fn, op, y_true, y_pred, *, reduction, return_grad, grad_output,
     loss_shape = tuple(p.shape[i] for i in range(p.ndim) if i not in axes)
     n = M * L
     # Keras converts hinge labels only when every one of them is 0 or 1: a host
-    # decision, so GPU labels cost one device-to-host read of this flag.
-    binary = bool(hinge and ((tm == 0) | (tm == 1)).all())
+    # decision, so GPU labels cost one device-to-host read of this flag. NumPy
+    # float32/float64 labels are scanned in C++ (one read, no temporaries).
+    binary = False
+    if hinge:
+        own = {np.dtype(np.float32): 0, np.dtype(np.float64): 1}.get(tm.dtype) if be.device == A.CPU else None
+        if own is not None:
+            binary = _core.first_invalid(tm, own, tm.size, 2) == -1
+        else:
+            binary = bool(((tm == 0) | (tm == 1)).all())
 
     kred = red
     if red == 1 and M == 0:

@@ -25,6 +25,7 @@ losses is csrc/lossx/pointwise_losses.def; their codes come from
 """
 from __future__ import annotations
 
+import math
 import numbers
 
 import numpy as np
@@ -60,10 +61,10 @@ def _weight_arg(be, fn, argname, w, shape, acc):
     ws = (1,) * (len(shape) - wa.ndim) + tuple(wa.shape)
     k = next((i for i, s in enumerate(ws) if s != 1), len(ws))
     if ws[k:] == shape[k:]:
-        period = int(np.prod(shape[k:], dtype=np.int64))
+        period = math.prod(shape[k:])
         return be.contiguous(wa, acc).reshape(-1), max(period, 1)
     full = be.broadcast_to(wa, shape)
-    return be.contiguous(full, acc).reshape(-1), max(int(np.prod(shape, dtype=np.int64)), 1)
+    return be.contiguous(full, acc).reshape(-1), max(math.prod(shape), 1)
 
 
 def _run(fn, input, target, reduction, return_grad, grad_output, *, weight=None, pos_weight=None,
@@ -94,7 +95,7 @@ def _run(fn, input, target, reduction, return_grad, grad_output, *, weight=None,
         red = A.REDUCTIONS["sum"]  # torch: a 0-d input has no batch axis
     acc = code + ACC_OFFSET
     shape = tuple(x.shape)
-    n = int(np.prod(shape, dtype=np.int64))
+    n = math.prod(shape)
     xm = be.contiguous(x).reshape(-1)
     tm = be.contiguous(t, code).reshape(-1)
     if check is not None and be.device == A.CPU:
@@ -176,13 +177,14 @@ def binary_cross_entropy_with_logits(input, target, weight=None, *, reduction="m
 
 def _first_invalid(v, code, rule):
     """Flat index of the first element of the C-contiguous 1-D array ``v``
-    breaking ``rule`` (0: only -1 and +1; 1: inside [0, 1], NaN outside), or -1.
+    breaking ``rule`` (0: only -1 and +1; 1: inside [0, 1], NaN outside; 2: only 0
+    and 1), or -1.
     ``code`` 0/1 (float32/float64) is scanned in C++ (one read, no copies); any
     other array (float16/bfloat16, integers) through NumPy in float64."""
     if code in (0, 1):
         return _core.first_invalid(v, code, v.size, rule)
     w = np.asarray(v, dtype=np.float64)
-    bad = (np.abs(w) != 1) if rule == 0 else ~((w >= 0) & (w <= 1))
+    bad = {0: lambda: np.abs(w) != 1, 1: lambda: ~((w >= 0) & (w <= 1)), 2: lambda: (w != 0) & (w != 1)}[rule]()
     return int(np.flatnonzero(bad)[0]) if bad.any() else -1
 
 

@@ -12,6 +12,7 @@ Kernels: csrc/cpu/keras_rows.cc (sigmoid), csrc/cpu/softmax.cc (softmax).
 """
 from __future__ import annotations
 
+import math
 import numbers
 
 import numpy as np
@@ -61,7 +62,7 @@ def sigmoid_cross_entropy_with_logits(*, labels, logits, name=None, return_grad=
     x, code = _logits(be, fn, logits)
     t = _float_labels(be, fn, labels, x, code)
     acc = code + ACC_OFFSET
-    n = int(np.prod(x.shape, dtype=np.int64))
+    n = math.prod(x.shape)
     xm = be.contiguous(x).reshape(-1)
     tm = be.contiguous(t, code).reshape(-1)
     loss = be.empty((n,), acc)

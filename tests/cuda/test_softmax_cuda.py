@@ -374,3 +374,17 @@ def test_more_than_2_31_elements():
     full = torch.stack([torch.nn.functional.cross_entropy(x[i:i + 2048].float(), y[i:i + 2048], reduction="sum")
                       for i in range(0, N, 2048)]).sum() / (y != -100).sum()
     torch.testing.assert_close(mean, full.float(), rtol=1e-5, atol=0)
+
+
+def test_logsumexp_infinite_rows_like_torch(lib):
+    # torch (and the CPU path): +inf for a row holding +inf, -inf for a row of
+    # -inf, NaN for a row holding NaN; log_softmax of all three is NaN.
+    x = np.zeros((4, 37), np.float32)
+    x[0, 5] = np.inf
+    x[1, :] = -np.inf
+    x[2, 3] = np.nan
+    lse = to_np(lossx.logsumexp(to_dev(lib, x), 1))
+    assert lse[0] == np.inf and lse[1] == -np.inf and np.isnan(lse[2]) and np.isfinite(lse[3])
+    np.testing.assert_array_equal(np.isnan(lossx.logsumexp(x, 1)), np.isnan(lse))
+    ls = to_np(lossx.log_softmax(to_dev(lib, x), 1))
+    assert np.isnan(ls[:3]).all() and np.isfinite(ls[3]).all()
