@@ -13,13 +13,13 @@ namespace lossx {
 void bind_pointwise(py::module_& m) {
   // From lossx/pointwise_losses.def: pointwise_codes maps every name to its
   // code; pointwise_names lists the top-level (torch) losses in list order,
-  // without the lossx.keras ones ("keras.<name>").
+  // without the lossx.keras and lossx.tf ones ("keras.<name>", "tf.<name>").
   std::vector<std::string> names;
   py::dict codes;
   for (int k = 0; k < static_cast<int>(PointwiseLoss::kCount); ++k) {
     const std::string name = pointwise_name(static_cast<PointwiseLoss>(k));
     codes[py::str(name)] = k;
-    if (name.rfind("keras.", 0) != 0) names.push_back(name);
+    if (name.rfind("keras.", 0) != 0 && name.rfind("tf.", 0) != 0) names.push_back(name);
   }
   m.attr("pointwise_names") = names;
   m.attr("pointwise_codes") = codes;

@@ -90,13 +90,20 @@ Status sigmoid_cross_entropy(const SigmoidCEArgs& a, StatusInfo* info) {
   if (!valid_dtype(a.dtype)) return fail(info, Status::kUnsupported, "unsupported dtype");
   if (a.n < 0) return fail(info, Status::kInvalidArgument, "need n >= 0");
   if (a.loss == nullptr) return fail(info, Status::kInvalidArgument, "loss output is required");
-  switch (a.device) {
-    case Device::kCPU:
-      return cpu::cpu_sigmoid_cross_entropy(a, info);
-    case Device::kCUDA:
-      return fail(info, Status::kNotCompiled, "sigmoid_cross_entropy_with_logits has no CUDA kernel yet");
-  }
-  return fail(info, Status::kUnsupported, "unknown device");
+  // The pointwise family's kernel (reduction "none"), on either device.
+  PointwiseArgs p;
+  p.dtype = a.dtype;
+  p.device = a.device;
+  p.stream = a.stream;
+  p.kind = PointwiseLoss::kTfSigmoidCE;
+  p.n = a.n;
+  p.input = a.logits;
+  p.target = a.labels;
+  p.reduction = Reduction::kNone;
+  p.loss = a.loss;
+  p.grad_input = a.grad;
+  p.grad_output = a.grad_output;
+  return pointwise(p, info);
 }
 
 Status pointwise(const PointwiseArgs& a, StatusInfo* info) {

@@ -651,6 +651,19 @@ struct KerasSquaredHingeFn : NoCheck {
   }
 };
 
+// tf.nn.sigmoid_cross_entropy_with_logits, as the CPU's TfSigmoidCEFn: tf's form
+// max(x, 0) - x y + log1p(exp(-|x|)), gradient sigmoid(x) - y, no label gradient.
+struct TfSigmoidCEFn : NoCheck {
+  LOSSX_CU_PW_EVAL {
+    (void)p; (void)pw;
+    const A e = d_exp(-d_abs(x));
+    l = (d_max(x, A(0)) - x * y) + d_log1p(e);
+    if (is_nan(x)) l = x;
+    gx = keep_nan(x, sigmoid_from(x, e, A(1) / (A(1) + e)) - y);
+    gy = A(0);
+  }
+};
+
 #undef LOSSX_CU_PW_EVAL
 
 // ---------------------------------------------------------- the table ----
@@ -688,6 +701,7 @@ LOSSX_CUDA_POINTWISE(kKerasBCE, KerasBCEFn)
 LOSSX_CUDA_POINTWISE(kKerasBinaryFocal, KerasBinaryFocalFn)
 LOSSX_CUDA_POINTWISE(kKerasHinge, KerasHingeFn)
 LOSSX_CUDA_POINTWISE(kKerasSquaredHinge, KerasSquaredHingeFn)
+LOSSX_CUDA_POINTWISE(kTfSigmoidCE, TfSigmoidCEFn)
 #undef LOSSX_CUDA_POINTWISE
 
 // One element, as the CPU loop does it: the functor, then the weight on the

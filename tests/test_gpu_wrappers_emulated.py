@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import lossx
-from lossx import _array, _core, _gpu, embedding, keras, pointwise
+from lossx import _array, _core, _gpu, embedding, keras, pointwise, tf
 
 from test_embedding import _triplet_inputs
 from _util import POINTWISE_OWN_SIGNATURE
@@ -51,6 +51,9 @@ class _CpuKernels:
     def keras_pointwise(self, device, stream, *args):
         return _core.keras_pointwise(self._cpu(device, stream), 0, *args)
 
+    def sigmoid_cross_entropy(self, device, stream, *args):
+        return _core.sigmoid_cross_entropy(self._cpu(device, stream), 0, *args)
+
 
 @pytest.fixture
 def fake_gpu(monkeypatch):
@@ -61,6 +64,7 @@ def fake_gpu(monkeypatch):
     monkeypatch.setattr(pointwise, "_core", _CpuKernels())
     monkeypatch.setattr(embedding, "_core", _CpuKernels())
     monkeypatch.setattr(keras, "_core", _CpuKernels())
+    monkeypatch.setattr(tf, "_core", _CpuKernels())
 
 
 def t(a):
@@ -284,3 +288,18 @@ def test_margin_ranking_through_the_gpu_backend(fake_gpu, reduction, rng):
     bad[2, 3] = 1 + 1e-10  # a float64 target is tested in its own dtype
     with pytest.raises(ValueError, match=r"target at position 17 is 1; it must be 1 or -1"):
         lossx.margin_ranking_loss(t(x1), t(x2), t(bad))
+
+
+def test_tf_sigmoid_ce_through_the_gpu_backend(fake_gpu, rng):
+    for shape in ((6, 7), (5,), (0, 3)):
+        x = (rng.standard_normal(shape) * 3).astype(np.float32)
+        z = rng.random(shape).astype(np.float32)
+        go = rng.uniform(-1, 1, shape).astype(np.float32)
+        cl, cg = lossx.tf.sigmoid_cross_entropy_with_logits(labels=z, logits=x, return_grad=True, grad_output=go)
+        calls = _CpuKernels.device_calls
+        gl, gg = lossx.tf.sigmoid_cross_entropy_with_logits(labels=t(z), logits=t(x), return_grad=True,
+                                                            grad_output=t(go))
+        assert _CpuKernels.device_calls == calls + 1
+        for a, c in ((gl, cl), (gg, cg)):
+            assert isinstance(a, torch.Tensor) and tuple(a.shape) == c.shape
+            np.testing.assert_array_equal(a.numpy(), c)

@@ -285,3 +285,20 @@ def test_margin_ranking_functor_matches_cpu(host_lib, margin, dtype, rng):
     check(hg1, cg1, "d_input1", dtype)
     check(hg2, cg2, "d_input2", dtype)
     assert not np.any(run_host.gz)  # the target is not differentiable
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+def test_tf_sigmoid_ce_functor_matches_cpu(host_lib, dtype, rng):
+    # lossx.tf.sigmoid_cross_entropy_with_logits is the kernel's "tf." code on both devices.
+    x = (rng.standard_normal(1001) * 4).astype(dtype)
+    z = rng.random(1001).astype(dtype)
+    x[:8] = [np.inf, -np.inf, np.nan, 0, 90, -90, 800, -800]
+    z[:8] = [1, 0.5, 0.3, 0.5, 1, 0, 0.2, 0.7]
+    z[20] = np.nan
+    go = rng.uniform(-1.5, 1.5, x.shape).astype(dtype)
+    cl, cg = lossx.tf.sigmoid_cross_entropy_with_logits(labels=z, logits=x, return_grad=True, grad_output=go)
+    hl, hgx, hgy, bad = run_host(host_lib, "tf.sigmoid_cross_entropy_with_logits", x, z, grad_output=go)
+    check(hl, cl, "loss", dtype)
+    check(hgx, cg, "d_logits", dtype)
+    assert not np.any(hgy) and bad == (-1, -1)
+    assert np.isnan(cl[0])  # tf's form at a +inf logit with label 1: inf - inf

@@ -1,7 +1,8 @@
-// Keras-semantics row losses on the CPU (lossx.keras) and tf.nn's element-wise
-// sigmoid cross entropy (lossx.tf). Highway kernels compiled for every target,
-// dispatched at run time; the from_logits cross entropies go to the row-softmax
-// kernel (softmax.cc) instead, which computes the same math.
+// Keras-semantics row losses on the CPU (lossx.keras; lossx.tf's softmax ops use
+// them too, its sigmoid op is the pointwise kernel's "tf." code). Highway kernels
+// compiled for every target, dispatched at run time; the from_logits cross
+// entropies go to the row-softmax kernel (softmax.cc) instead, which computes the
+// same math.
 //
 // Probability inputs follow Keras' ops exactly: r = p / sum(p), q = clip(r,
 // 1e-7, 1 - 1e-7), then log. With u_j = dL/dq_j (0 where the clip is active,
@@ -308,36 +309,6 @@ void AffineImpl(const SumsJob& job, int64_t begin, int64_t end) {
   }
 }
 
-// tf.nn.sigmoid_cross_entropy_with_logits over elements [begin, end).
-template <typename T>
-void SigmoidImpl(const SigmoidJob& job, int64_t begin, int64_t end) {
-  const hn::ScalableTag<T> d;
-  const int64_t L = static_cast<int64_t>(hn::Lanes(d));
-  const bool native = IsNative<T>(job.dtype);
-  const int64_t n = end - begin;
-  KScratch<T>& sc = KScratchOf<T>();
-  const T* x = KRowOf<T>(job.x, job.dtype, begin, n, sc, sc.p);
-  const T* z = KRowOf<T>(job.z, job.dtype, begin, n, sc, sc.t);
-  T* loss = static_cast<T*>(job.loss) + begin;
-  const T* go = job.go ? static_cast<const T*>(job.go) + begin : nullptr;
-  T* g = job.grad ? (native ? static_cast<T*>(job.grad) + begin : sc.get(sc.g, n)) : nullptr;
-  const auto one = hn::Set(d, T(1)), zero = hn::Zero(d);
-  for (int64_t j = 0; j < n; j += L) {
-    const auto xv = KLoad(d, x, j, n), zv = KLoad(d, z, j, n);
-    const auto e = hn::Exp(d, hn::Neg(hn::Abs(xv)));
-    // tf's stable form: max(x, 0) - x z + log1p(exp(-|x|)).
-    KStore(d, hn::Add(hn::NegMulAdd(xv, zv, hn::Max(xv, zero)), hn::Log1p(d, e)), loss, j, n);
-    if (g) {
-      const auto inv = hn::Div(one, hn::Add(one, e));
-      const auto sig = hn::IfThenElse(hn::Ge(xv, zero), inv, hn::Mul(e, inv));
-      auto gv = hn::IfThenElse(hn::IsNaN(xv), xv, hn::Sub(sig, zv));  // Exp is not NaN-safe
-      if (go) gv = hn::Mul(gv, KLoad(d, go, j, n));
-      KStore(d, gv, g, j, n);
-    }
-  }
-  if (g && !native) StoreRow<T>(g, n, job.grad, job.dtype, begin);
-}
-
 void ProbRowsF32(const KerasJob& j, int64_t b, int64_t e) { ProbRowsImpl<float>(j, b, e); }
 void ProbRowsF64(const KerasJob& j, int64_t b, int64_t e) { ProbRowsImpl<double>(j, b, e); }
 void HingeRowsF32(const KerasJob& j, int64_t b, int64_t e) { HingeRowsImpl<float>(j, b, e); }
@@ -346,8 +317,6 @@ void SumsF32(const SumsJob& j, int64_t b, int64_t e) { SumsImpl<float>(j, b, e);
 void SumsF64(const SumsJob& j, int64_t b, int64_t e) { SumsImpl<double>(j, b, e); }
 void AffineF32(const SumsJob& j, int64_t b, int64_t e) { AffineImpl<float>(j, b, e); }
 void AffineF64(const SumsJob& j, int64_t b, int64_t e) { AffineImpl<double>(j, b, e); }
-void SigmoidF32(const SigmoidJob& j, int64_t b, int64_t e) { SigmoidImpl<float>(j, b, e); }
-void SigmoidF64(const SigmoidJob& j, int64_t b, int64_t e) { SigmoidImpl<double>(j, b, e); }
 
 }  // namespace HWY_NAMESPACE
 }  // namespace cpu
@@ -373,8 +342,6 @@ HWY_EXPORT(SumsF32);
 HWY_EXPORT(SumsF64);
 HWY_EXPORT(AffineF32);
 HWY_EXPORT(AffineF64);
-HWY_EXPORT(SigmoidF32);
-HWY_EXPORT(SigmoidF64);
 
 namespace {
 
@@ -564,25 +531,10 @@ Status KerasImpl(const KerasRowsArgs& a, StatusInfo* info) {
   return Status::kOk;
 }
 
-template <typename A>
-Status SigmoidCEImpl(const SigmoidCEArgs& a) {
-  SigmoidJob job{a.dtype, a.labels, a.logits, a.loss, a.grad, a.grad_output};
-  // Fixed blocks: element-wise, so any split gives the same bits anyway.
-  parallel_for(a.n, 1 << 14, [&](int64_t b, int64_t e) {
-    if (sizeof(A) == 8) HWY_DYNAMIC_DISPATCH(SigmoidF64)(job, b, e);
-    else HWY_DYNAMIC_DISPATCH(SigmoidF32)(job, b, e);
-  });
-  return Status::kOk;
-}
-
 }  // namespace
 
 Status cpu_keras_rows(const KerasRowsArgs& a, StatusInfo* info) {
   return acc_is_f64(a.dtype) ? KerasImpl<double>(a, info) : KerasImpl<float>(a, info);
-}
-
-Status cpu_sigmoid_cross_entropy(const SigmoidCEArgs& a, StatusInfo*) {
-  return acc_is_f64(a.dtype) ? SigmoidCEImpl<double>(a) : SigmoidCEImpl<float>(a);
 }
 
 }  // namespace cpu

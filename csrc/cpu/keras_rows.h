@@ -43,17 +43,7 @@ struct SumsJob {
   void* grad;          // dtype rows x K
 };
 
-struct SigmoidJob {
-  DType dtype;
-  const void* z;       // labels
-  const void* x;       // logits
-  void* loss;          // A[n]
-  void* grad;          // dtype or nullptr
-  const void* go;      // A[n] or nullptr
-};
-
 Status cpu_keras_rows(const KerasRowsArgs& a, StatusInfo* info);
-Status cpu_sigmoid_cross_entropy(const SigmoidCEArgs& a, StatusInfo* info);
 
 }  // namespace cpu
 }  // namespace lossx

@@ -653,6 +653,20 @@ struct KerasSquaredHingeFn {
   }
 };
 
+// tf.nn.sigmoid_cross_entropy_with_logits: x = logits, y = labels. tf's stable
+// form max(x, 0) - x y + log1p(exp(-|x|)) (so +inf logits with a nonzero label
+// give NaN, as tf), gradient sigmoid(x) - y; the labels get no gradient (gy = 0).
+struct TfSigmoidCEFn {
+  LOSSX_PW_EVAL {
+    (void)p; (void)pw;
+    V e, lp;
+    ExpNegAbs(d, x, e, lp);
+    l = hn::Add(hn::NegMulAdd(x, y, hn::Max(x, hn::Zero(d))), lp);
+    gx = KeepNaN(x, hn::Sub(SigmoidFrom(d, x, e), y));
+    gy = hn::Zero(d);
+  }
+};
+
 #undef LOSSX_PW_EVAL
 
 template <typename T>

@@ -613,3 +613,17 @@ def test_margin_ranking_matches_cpu(lib, reduction, dtype, rng):
         lossx.margin_ranking_loss(to_dev(lib, np.zeros(4, np.float32)), to_dev(lib, np.zeros(4, np.float32)),
                                   to_dev(lib, t))
     _context_usable(lib)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_tf_sigmoid_ce_matches_cpu(lib, dtype, rng):
+    # The pointwise kernel's "tf." code: per-element loss and logits gradient.
+    for shape in SHAPES:
+        x = (rng.standard_normal(shape) * 4).astype(dtype)
+        z = rng.random(shape).astype(dtype)
+        go = rng.uniform(-1.5, 1.5, shape).astype(acc_of(dtype))
+        fn = lossx.tf.sigmoid_cross_entropy_with_logits
+        cl, cg = fn(labels=z, logits=x, return_grad=True, grad_output=go)
+        gl, gg = fn(labels=to_dev(lib, z), logits=to_dev(lib, x), return_grad=True, grad_output=to_dev(lib, go))
+        check_loss(lib, gl, cl, cl, "none", dtype, f"tf sigmoid {shape} loss")
+        check_grad(lib, gg, cg, dtype, f"tf sigmoid {shape} d_logits")
