@@ -869,6 +869,10 @@ __global__ void __launch_bounds__(kThreads) pw_rows_kernel(const PwParams<T> p, 
                                                            double row_scale) {
   using A = typename AccOf<T>::type;
   constexpr int kWarps = kThreads / 32;
+  // Each element as the element-wise kernel's pw_elems does it, adding its loss
+  // to the lane's sum (none = false) with the row's gradient scale.
+  PwParams<T> q = p;
+  q.none = false;
   const int lane = threadIdx.x & 31;
   const int64_t stride = static_cast<int64_t>(gridDim.x) * kWarps;
   for (int64_t r = static_cast<int64_t>(blockIdx.x) * kWarps + (threadIdx.x >> 5); r < rows; r += stride) {
@@ -877,19 +881,8 @@ __global__ void __launch_bounds__(kThreads) pw_rows_kernel(const PwParams<T> p, 
     A acc = A(0);
     for (int64_t j = lane; j < L; j += 32) {
       const int64_t i = r * L + j;
-      const A x = to_acc(p.x[i]), y = to_acc(p.y[i]);
-      const A pwv = p.v ? to_acc(p.v[i]) : (p.pw ? __ldg(p.pw + mod64(i, p.pwp)) : A(1));
-      const A wv = p.w ? __ldg(p.w + mod64(i, p.wp)) : A(1);
-      A l, gx, gy, gz;
-      pw_element<Fn>(p.opt, x, y, pwv, p.w != nullptr, wv, l, gx, gy, gz);
-      if (Fn::kCheckInput && Fn::bad_input(x)) note_bad(p.bad, i);
-      if (Fn::kCheckTarget && Fn::bad_target(y)) note_bad(p.bad + 1, i);
-      acc += l;
-      if (kGrad) {
-        if (p.gx) p.gx[i] = from_acc<T>(gx * gs);
-        if (p.gy) p.gy[i] = from_acc<T>(gy * gs);
-        if (p.gv) p.gv[i] = gz * gs;
-      }
+      const T xr[1] = {p.x[i]}, yr[1] = {p.y[i]}, vr[1] = {p.v ? p.v[i] : T{}};
+      pw_elems<T, Fn, kGrad, 1>(q, i, xr, yr, vr, false, gs, acc);
     }
     double s = static_cast<double>(acc);
 #pragma unroll

@@ -12,14 +12,13 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 #include "cpu/convert.h"
 #include "cpu/pointwise.h"
 #include "cpu/vecmath-inl.h"
 #include "hwy/contrib/math/math-inl.h"
-#include <type_traits>
-
 #include "hwy/highway.h"
 
 HWY_BEFORE_NAMESPACE();

@@ -675,6 +675,33 @@ void CERowsImpl(const CEJob& job, int64_t begin, int64_t end) {
 void CERowsF32(const CEJob& job, int64_t begin, int64_t end) { CERowsImpl<float>(job, begin, end); }
 void CERowsF64(const CEJob& job, int64_t begin, int64_t end) { CERowsImpl<double>(job, begin, end); }
 
+// A row's outputs from its lse, for the row path and the short-row blocks alike:
+// log_softmax's z - lse, and the input gradient: g - softmax * gsum for
+// log_softmax (g: grad_output's row, nullptr = ones, gsum its sum), go * softmax
+// for logsumexp.
+template <class D, typename T = hn::TFromD<D>>
+HWY_INLINE void LogSoftmaxRow(D d, int64_t C, const T* z, T lse, T* o) {
+  const auto vl = hn::Set(d, lse);
+  RowMap(d, C, o, [&](int64_t j, auto) { return hn::Sub(LoadSafe(d, z, j, C), vl); });
+}
+
+template <class D, typename T = hn::TFromD<D>>
+HWY_INLINE void SoftmaxGradRow(D d, bool log_softmax, int64_t C, const T* z, T lse, const T* g, T gsum, T go,
+                               T* gi) {
+  const auto vl = hn::Set(d, lse);
+  if (log_softmax) {
+    const auto vs = hn::Set(d, gsum);
+    const auto one = hn::Set(d, T(1));
+    RowMap(d, C, gi, [&](int64_t j, auto) {
+      const auto p = FastExp(d, hn::Sub(LoadSafe(d, z, j, C), vl));
+      return hn::NegMulAdd(p, vs, g ? LoadSafe(d, g, j, C) : one);
+    });
+  } else {
+    const auto vg = hn::Set(d, go);
+    RowMap(d, C, gi, [&](int64_t j, auto) { return hn::Mul(vg, FastExp(d, hn::Sub(LoadSafe(d, z, j, C), vl))); });
+  }
+}
+
 // log_softmax / logsumexp for rows of at most kShortRow columns, compute-type
 // input: lane k holds row i0 + k, as CE's ShortRows (a row at a time costs about
 // 90 ns for 10 columns, latency-bound; side by side the chain is paid once per
@@ -707,11 +734,7 @@ HWY_NOINLINE bool SoftmaxShortRows(D d, const SoftmaxJob& job, int64_t i0) {
   if (job.out) {
     if (job.log_softmax) {
       T* o = static_cast<T*>(job.out) + i0 * C;
-      for (int64_t k = 0; k < L; ++k) {
-        const auto vl = hn::Set(d, lv[k]);
-        const T* zr = z + k * C;
-        RowMap(d, C, o + k * C, [&](int64_t j, auto) { return hn::Sub(LoadSafe(d, zr, j, C), vl); });
-      }
+      for (int64_t k = 0; k < L; ++k) LogSoftmaxRow(d, C, z + k * C, lv[k], o + k * C);
     } else {
       hn::StoreU(lse, d, static_cast<T*>(job.out) + i0);
     }
@@ -720,7 +743,7 @@ HWY_NOINLINE bool SoftmaxShortRows(D d, const SoftmaxJob& job, int64_t i0) {
   T* gi = static_cast<T*>(job.grad_input) + i0 * C;
   const T* g = static_cast<const T*>(job.grad_output);
   if (job.log_softmax) {
-    // grad_in = g - softmax * sum(g), g = grad_output's row (ones: sum C).
+    // gsum = sum(g) per row (ones: C), column-wise over the transposed block.
     auto gs = hn::Set(d, static_cast<T>(C));
     if (g) {
       g += i0 * C;
@@ -730,25 +753,11 @@ HWY_NOINLINE bool SoftmaxShortRows(D d, const SoftmaxJob& job, int64_t i0) {
       for (int64_t j = 0; j < C; ++j) gs = hn::Add(gs, hn::Load(d, cols + j * L));
     }
     hn::Store(gs, d, cv);
-    const auto one = hn::Set(d, T(1));
-    for (int64_t k = 0; k < L; ++k) {
-      const auto vl = hn::Set(d, lv[k]), vs = hn::Set(d, cv[k]);
-      const T* zr = z + k * C;
-      const T* gr = g ? g + k * C : nullptr;
-      RowMap(d, C, gi + k * C, [&](int64_t j, auto) {
-        const auto p = FastExp(d, hn::Sub(LoadSafe(d, zr, j, C), vl));
-        return hn::NegMulAdd(p, vs, gr ? LoadSafe(d, gr, j, C) : one);
-      });
-    }
-  } else {
-    // grad_in = grad_output_i * softmax.
-    for (int64_t k = 0; k < L; ++k) {
-      const auto vl = hn::Set(d, lv[k]), vg = hn::Set(d, g ? g[i0 + k] : T(1));
-      const T* zr = z + k * C;
-      RowMap(d, C, gi + k * C, [&](int64_t j, auto) {
-        return hn::Mul(vg, FastExp(d, hn::Sub(LoadSafe(d, zr, j, C), vl)));
-      });
-    }
+  }
+  for (int64_t k = 0; k < L; ++k) {
+    const T* gr = (job.log_softmax && g) ? g + k * C : nullptr;
+    const T go = (!job.log_softmax && g) ? g[i0 + k] : T(1);
+    SoftmaxGradRow(d, job.log_softmax, C, z + k * C, lv[k], gr, job.log_softmax ? cv[k] : T(0), go, gi + k * C);
   }
   return true;
 }
@@ -796,19 +805,17 @@ void SoftmaxRowsImpl(const SoftmaxJob& job, int64_t begin, int64_t end) {
     if (job.out) {
       if (job.log_softmax) {
         T* o = native ? static_cast<T*>(job.out) + off : sc.get(sc.e, C);
-        const auto vl = hn::Set(d, lse);
-        RowMap(d, C, o, [&](int64_t j, auto) { return hn::Sub(LoadSafe(d, z, j, C), vl); });
+        LogSoftmaxRow(d, C, z, lse, o);
         if (!native) StoreRow<T>(o, C, job.out, job.dtype, off);
       } else {
         StoreRow<T>(&lse, 1, job.out, job.dtype, i);
       }
     }
     if (!job.grad_input) return;
-    const auto vl = hn::Set(d, lse);
     T* gi = native ? static_cast<T*>(job.grad_input) + off : sc.get(sc.t, C);
+    const T* g = nullptr;
+    T gsum = static_cast<T>(C), go = T(1);
     if (job.log_softmax) {
-      // grad_in = g - softmax * sum(g)
-      const T* g = nullptr;
       if (job.grad_output) {
         if (native) {
           g = static_cast<const T*>(job.grad_output) + off;
@@ -818,26 +825,16 @@ void SoftmaxRowsImpl(const SoftmaxJob& job, int64_t begin, int64_t end) {
           g = gb;
         }
       }
-      T gsum = static_cast<T>(C);
       if (g) {
         auto acc = hn::Zero(d);
         for (int64_t j = 0; j < C; j += static_cast<int64_t>(hn::Lanes(d)))
           acc = hn::Add(acc, LoadSafe(d, g, j, C));
         gsum = hn::GetLane(hn::SumOfLanes(d, acc));
       }
-      const auto vs = hn::Set(d, gsum);
-      const auto one = hn::Set(d, T(1));
-      RowMap(d, C, gi, [&](int64_t j, auto) {
-        const auto p = FastExp(d, hn::Sub(LoadSafe(d, z, j, C), vl));
-        return hn::NegMulAdd(p, vs, g ? LoadSafe(d, g, j, C) : one);
-      });
-    } else {
-      const T go = job.grad_output ? LoadAs<T>(job.grad_output, job.dtype, i) : T(1);
-      const auto vg = hn::Set(d, go);
-      RowMap(d, C, gi, [&](int64_t j, auto) {
-        return hn::Mul(vg, FastExp(d, hn::Sub(LoadSafe(d, z, j, C), vl)));
-      });
+    } else if (job.grad_output) {
+      go = LoadAs<T>(job.grad_output, job.dtype, i);
     }
+    SoftmaxGradRow(d, job.log_softmax, C, z, lse, g, gsum, go, gi);
     if (!native) StoreRow<T>(gi, C, job.grad_input, job.dtype, off);
   };
   int64_t i = begin;

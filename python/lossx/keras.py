@@ -38,6 +38,7 @@ import numpy as np
 from . import _array as A
 from . import _core
 from ._backend import ACC_OFFSET, backend_for
+from .pointwise import _first_invalid
 from .softmax import _grad_output_arg
 
 # Keras reduction names -> lossx reduction codes (1 = "sum over batch size").
@@ -349,15 +350,9 @@ def _elementwise(fn, op, y_true, y_pred, *, reduction, return_grad, grad_output,
     loss_shape = tuple(p.shape[i] for i in range(p.ndim) if i not in axes)
     n = M * L
     # Keras converts hinge labels only when every one of them is 0 or 1: a host
-    # decision, so GPU labels cost one device-to-host read of this flag. NumPy
-    # float32/float64 labels are scanned in C++ (one read, no temporaries).
-    binary = False
-    if hinge:
-        own = {np.dtype(np.float32): 0, np.dtype(np.float64): 1}.get(tm.dtype) if be.device == A.CPU else None
-        if own is not None:
-            binary = _core.first_invalid(tm, own, tm.size, 2) == -1
-        else:
-            binary = bool(((tm == 0) | (tm == 1)).all())
+    # decision (tm holds the input's dtype code; GPU labels cost one device-to-host
+    # read of the flag).
+    binary = bool(hinge) and _first_invalid(tm.reshape(-1), code, 2, be) == -1
 
     kred = red
     if red == 1 and M == 0:

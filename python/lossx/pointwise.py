@@ -175,16 +175,25 @@ def binary_cross_entropy_with_logits(input, target, weight=None, *, reduction="m
                 weight=weight, pos_weight=pos_weight)
 
 
-def _first_invalid(v, code, rule):
+# The value rules as array expressions (NaN breaks each of them).
+_BAD = {0: lambda w: (w != 1) & (w != -1), 1: lambda w: ~((w >= 0) & (w <= 1)), 2: lambda w: (w != 0) & (w != 1)}
+
+
+def _first_invalid(v, code, rule, be=None):
     """Flat index of the first element of the C-contiguous 1-D array ``v``
     breaking ``rule`` (0: only -1 and +1; 1: inside [0, 1], NaN outside; 2: only 0
     and 1), or -1.
     ``code`` 0/1 (float32/float64) is scanned in C++ (one read, no copies); any
-    other array (float16/bfloat16, integers) through NumPy in float64."""
+    other array (float16/bfloat16, integers) through NumPy in float64. A GPU
+    array (``be`` its backend) is tested by its own library, and only read back
+    to the host to find the position when something is bad."""
+    if be is not None and be.device != A.CPU:
+        if not bool(_BAD[rule](v).any()):  # one device-to-host read of the flag
+            return -1
+        v, code = be.to_host(v), -1
     if code in (0, 1):
         return _core.first_invalid(v, code, v.size, rule)
-    w = np.asarray(v, dtype=np.float64)
-    bad = {0: lambda: np.abs(w) != 1, 1: lambda: ~((w >= 0) & (w <= 1)), 2: lambda: (w != 0) & (w != 1)}[rule]()
+    bad = _BAD[rule](np.asarray(v, dtype=np.float64))
     return int(np.flatnonzero(bad)[0]) if bad.any() else -1
 
 
@@ -339,16 +348,12 @@ def margin_ranking_loss(input1, input2, target, margin=0.0, reduction="mean", *,
         raise TypeError(f"{fn}: target must be numeric (+1 / -1), got {t.dtype}")
     # The +-1 rule on the target's own values (a float64 1 + 1e-10 must not pass by
     # rounding to a float32 1): float32/float64 scanned in C++, other dtypes in NumPy.
-    # On a GPU: the same test by the caller's library, one device-to-host read of the flag.
+    # On a GPU: the same test by the caller's library (see _first_invalid).
     tflat = be.contiguous(t).reshape(-1)
+    own = -1  # the target's own dtype, not the input's
     if be.device == A.CPU:
         own = {np.dtype(np.float32): 0, np.dtype(np.float64): 1}.get(np.dtype(tflat.dtype), -1)
-        i = _first_invalid(tflat, own, 0)
-    else:
-        i = -1
-        if bool(((tflat != 1) & (tflat != -1)).any()):
-            th = be.to_host(tflat).astype(np.float64)
-            tflat, i = th, int(np.flatnonzero(np.abs(th) != 1)[0])
+    i = _first_invalid(tflat, own, 0, be)
     if i >= 0:
         raise ValueError(f"{fn}: target at position {i} is {float(tflat[i]):g}; it must be 1 or -1")
     tv = be.contiguous(t, code)
