@@ -30,6 +30,7 @@
 #include <cstdio>
 
 #include "common.cuh"
+#include "hd_math.cuh"
 #include "lossx/cuda.h"
 #include "status.h"
 
@@ -44,19 +45,6 @@ constexpr int64_t kRowChunk = 4096;      // rows per first-stage partial of a re
 // Helpers and functors are __host__ __device__: tests/pair_functors_host.cu
 // compiles them for the host (LOSSX_PAIR_FUNCTORS_ONLY) to check them against
 // the CPU kernels on machines without a GPU.
-#define LOSSX_HD __host__ __device__ __forceinline__
-
-LOSSX_HD float d_exp(float v) { return expf(v); }
-LOSSX_HD double d_exp(double v) { return exp(v); }
-LOSSX_HD float d_log(float v) { return logf(v); }
-LOSSX_HD double d_log(double v) { return log(v); }
-LOSSX_HD float d_abs(float v) { return fabsf(v); }
-LOSSX_HD double d_abs(double v) { return fabs(v); }
-LOSSX_HD float d_copysign(float a, float b) { return copysignf(a, b); }
-LOSSX_HD double d_copysign(double a, double b) { return copysign(a, b); }
-LOSSX_HD float d_fma(float a, float b, float c) { return fmaf(a, b, c); }
-LOSSX_HD double d_fma(double a, double b, double c) { return fma(a, b, c); }
-
 // 0 at 0, else sign(x) (torch's sgn, which norm's backward uses for p = 1).
 template <typename A>
 LOSSX_HD A sgn(A x) {

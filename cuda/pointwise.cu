@@ -58,43 +58,16 @@
 #include <type_traits>
 
 #include "common.cuh"
+#include "hd_math.cuh"
 #include "lossx/cuda.h"
 #include "status.h"
 
-// The functors and their math are __host__ __device__: tests/pw_functors_host.cu
-// compiles them for the host (LOSSX_PW_FUNCTORS_ONLY) to check them against the
-// CPU kernels on machines without a GPU.
-#define LOSSX_HD __host__ __device__ __forceinline__
-
+// The functors and their math are __host__ __device__ (hd_math.cuh):
+// tests/pw_functors_host.cu compiles them for the host (LOSSX_PW_FUNCTORS_ONLY)
+// to check them against the CPU kernels on machines without a GPU.
 namespace lossx {
 namespace cuda {
 namespace {
-
-// ------------------------------------------------------------------ math ----
-
-LOSSX_HD float d_exp(float v) { return expf(v); }
-LOSSX_HD double d_exp(double v) { return exp(v); }
-LOSSX_HD float d_log(float v) { return logf(v); }
-LOSSX_HD double d_log(double v) { return log(v); }
-LOSSX_HD float d_log1p(float v) { return log1pf(v); }
-LOSSX_HD double d_log1p(double v) { return log1p(v); }
-LOSSX_HD float d_abs(float v) { return fabsf(v); }
-LOSSX_HD double d_abs(double v) { return fabs(v); }
-LOSSX_HD float d_max(float a, float b) { return fmaxf(a, b); }
-LOSSX_HD double d_max(double a, double b) { return fmax(a, b); }
-LOSSX_HD float d_copysign(float a, float b) { return copysignf(a, b); }
-LOSSX_HD float d_min(float a, float b) { return fminf(a, b); }
-LOSSX_HD double d_min(double a, double b) { return fmin(a, b); }
-LOSSX_HD float d_expm1(float v) { return expm1f(v); }
-LOSSX_HD double d_expm1(double v) { return expm1(v); }
-LOSSX_HD float d_tanh(float v) { return tanhf(v); }
-LOSSX_HD double d_tanh(double v) { return tanh(v); }
-LOSSX_HD double d_copysign(double a, double b) { return copysign(a, b); }
-
-template <typename A>
-LOSSX_HD bool is_nan(A v) {
-  return v != v;
-}
 
 // v where v is NaN, else r (the CPU's KeepNaN).
 template <typename A>

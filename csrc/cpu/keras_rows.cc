@@ -328,6 +328,7 @@ HWY_AFTER_NAMESPACE();
 #include <cstdio>
 
 #include "cpu/parallel.h"
+#include "keras_row_math.h"
 #include "status.h"
 #include "cpu/softmax.h"
 
@@ -347,49 +348,6 @@ namespace {
 
 
 constexpr int64_t kSegment = 1 << 14;
-
-// Losses that see a row only through its sums: one value and the affine
-// gradient coefficients (a, b, c) per row, from the five row sums.
-template <typename A>
-void RowFromSums(const KerasRowsArgs& a, const double* S, A scale, A* loss, A* coef) {
-  const double eps = 1e-7;
-  const double stt = S[0], spp = S[1], stp = S[2], st = S[3], sp = S[4];
-  double l = 0, ca = 0, cb = 0, cc = 0;
-  switch (a.kind) {
-    case KerasLoss::kCosineSimilarity: {
-      // Keras' l2 normalisation: x * min(rsqrt(sum x^2), 1/eps). Where the
-      // bound is active the factor is a constant and passes no gradient.
-      const A it = std::min(A(1) / std::sqrt(static_cast<A>(stt)), A(1) / static_cast<A>(eps));
-      const A ipr = A(1) / std::sqrt(static_cast<A>(spp));
-      const A ip = std::min(ipr, A(1) / static_cast<A>(eps));
-      l = -stp * it * ip;
-      ca = -static_cast<double>(it) * ip;
-      cb = ipr < A(1) / static_cast<A>(eps) ? static_cast<double>(it) * stp * ip * ip * ip : 0.0;
-      break;
-    }
-    case KerasLoss::kDice: {
-      const double D = st + sp + eps;
-      l = 1 - 2 * stp / D;
-      ca = -2 / D;
-      cc = 2 * stp / (D * D);
-      break;
-    }
-    default: {  // tversky: fp = sum((1-p) t) = st - I, fn = sum(p (1-t)) = sp - I
-      const double I = stp, al = a.alpha, be = a.beta;
-      const double D = I + al * (st - I) + be * (sp - I) + eps;
-      l = 1 - I / D;
-      ca = -1 / D + I * (1 - al - be) / (D * D);
-      cc = I * be / (D * D);
-      break;
-    }
-  }
-  *loss = static_cast<A>(l);
-  if (coef) {
-    coef[0] = static_cast<A>(scale * ca);
-    coef[1] = static_cast<A>(scale * cb);
-    coef[2] = static_cast<A>(scale * cc);
-  }
-}
 
 template <typename A>
 Status KerasImpl(const KerasRowsArgs& a, StatusInfo* info) {
@@ -481,8 +439,8 @@ Status KerasImpl(const KerasRowsArgs& a, StatusInfo* info) {
         double S[kSumCount] = {0, 0, 0, 0, 0};
         for (int64_t k = i * job.nseg; k < (i + 1) * job.nseg; ++k)
           for (int q = 0; q < kSumCount; ++q) S[q] += static_cast<double>(partial[static_cast<size_t>(k * kSumCount + q)]);
-        RowFromSums<A>(a, S, want_grad ? scale[static_cast<size_t>(i)] : A(0), &row_loss[i],
-                       want_grad ? coef.data() + 3 * i : nullptr);
+        keras_row_from_sums<A>(a.kind, a.alpha, a.beta, S, want_grad ? scale[static_cast<size_t>(i)] : A(0),
+                               &row_loss[i], want_grad ? coef.data() + 3 * i : nullptr);
       }
       if (want_grad) {
         job.coef = coef.data();

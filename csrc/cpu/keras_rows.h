@@ -4,6 +4,7 @@
 #pragma once
 #include <cstdint>
 
+#include "keras_row_math.h"
 #include "lossx/lossx.h"
 
 namespace lossx {
@@ -32,7 +33,7 @@ struct KerasJob {
 // Losses that depend on a row only through sums (cosine, dice, tversky): rows
 // are cut into fixed segments (independent of the thread count) so that one
 // long row (axis=None) still runs in parallel. Task k = row * nseg + segment.
-constexpr int kSumCount = 5;  // sum t*t, p*p, t*p, t, p
+constexpr int kSumCount = kKerasSumCount;  // sum t*t, p*p, t*p, t, p
 struct SumsJob {
   DType dtype;
   int64_t K, seg, nseg;
