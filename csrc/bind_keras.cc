@@ -37,8 +37,7 @@ void bind_keras(py::module_& m) {
         const int64_t loss_n = a.reduction == Reduction::kNone ? rows : 1;
         a.loss = ptr_of(loss, loss_n * as, "loss");
         a.grad = ptr_of(grad, n * es, "grad");
-        a.grad_output = ptr_of(grad_output, as, "grad_output");
-        if (a.grad_output && a.reduction == Reduction::kNone) ptr_of(grad_output, rows * as, "grad_output");
+        a.grad_output = ptr_of(grad_output, loss_n * as, "grad_output");
         StatusInfo info;
         Status st;
         {

@@ -406,6 +406,12 @@ def test_empty_batch(name):
     loss, g = fn(t, p, **o, reduction="sum_over_batch_size", return_grad=True)
     assert loss == 0 and g.shape == (0, 4)
     assert fn(t, p, **o, reduction="sum") == 0
+    # Per-row grad_output of no rows (this once failed a size check in the binding).
+    loss, g = fn(t, p, **o, return_grad=True, grad_output=np.zeros((0,)))
+    assert loss.shape == (0,) and g.shape == (0, 4)
+    if name in ("dice", "tversky"):  # their default axis=None reduces the empty axis too
+        with pytest.raises(ValueError, match="the reduced axis of y_pred is empty"):
+            fn(t, p)
 
 
 def test_all_ignored_mean_is_zero():

@@ -22,8 +22,9 @@ Keras' ops; the gradient follows the clip (zero where it is active) and the
 normalisation. float16/bfloat16 inputs accumulate in float32 and return a
 float32 loss. NaN in a row gives NaN for that row.
 
-Kernels: csrc/cpu/keras_rows.cc; ``from_logits`` cross entropies run the
-row-softmax kernel (csrc/cpu/softmax.cc), which computes the same math. The
+Kernels: csrc/cpu/keras_rows.cc (GPU arrays: cuda/keras_rows.cu); ``from_logits``
+cross entropies run the row-softmax kernel (csrc/cpu/softmax.cc, cuda/softmax.cu),
+which computes the same math. The
 element-wise losses (mean_squared_error ... squared_hinge) run the pointwise
 family's kernel (csrc/cpu/pointwise.cc) in its row mode, which reduces the
 last axis inside the loop.
@@ -85,7 +86,8 @@ def _to_rows(be, x, axes, code=None):
     perm = keep + list(axes)
     moved = x if perm == list(range(x.ndim)) else be.permute(x, perm)
     cols = math.prod([x.shape[i] for i in axes])
-    return be.contiguous(moved, code).reshape(-1, cols), perm
+    rows = math.prod([x.shape[i] for i in keep])  # (not -1: cols may be 0)
+    return be.contiguous(moved, code).reshape(rows, cols), perm
 
 
 def _from_rows(be, g, x_shape, perm):
@@ -142,12 +144,17 @@ def _run(fn, kind, y_true, y_pred, *, axis, reduction, return_grad, grad_output,
                                 "y_true", t.shape, "y_pred", p.shape)
         if be.is_float(t):
             # Keras casts labels to int32; a fractional label is a mistake, not a label.
-            t64 = np.asarray(t, dtype=np.float64)
-            if not np.all(np.isfinite(t64) & (t64 == np.round(t64))):
-                bad = int(np.flatnonzero(~(np.isfinite(t64) & (t64 == np.round(t64))).reshape(-1))[0])
-                raise ValueError(f"{fn}: float labels must hold integers; position {bad} holds "
-                                 f"{t64.reshape(-1)[bad]}")
-            t = t64.astype(np.int64)
+            # A GPU array is tested by its own library (one read of the flag);
+            # it comes to the host only to name the bad position.
+            if be.device != A.CPU and not bool(((t != t.round()) | ((t - t) != 0)).any()):
+                t = be.labels(t)
+            else:
+                t64 = np.asarray(be.to_host(t), dtype=np.float64)
+                if not np.all(np.isfinite(t64) & (t64 == np.round(t64))):
+                    bad = int(np.flatnonzero(~(np.isfinite(t64) & (t64 == np.round(t64))).reshape(-1))[0])
+                    raise ValueError(f"{fn}: float labels must hold integers; position {bad} holds "
+                                     f"{t64.reshape(-1)[bad]}")
+                t = t64.astype(np.int64)
         elif not be.is_int(t):
             raise TypeError(f"{fn}: y_true must hold integer class labels, got dtype {t.dtype}")
         labels = be.labels(t).reshape(-1)
