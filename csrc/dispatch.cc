@@ -81,7 +81,11 @@ Status keras_rows(const KerasRowsArgs& a, StatusInfo* info) {
     case Device::kCPU:
       return cpu::cpu_keras_rows(a, info);
     case Device::kCUDA:
-      return fail(info, Status::kNotCompiled, "Keras row losses have no CUDA kernel yet");
+#ifdef LOSSX_WITH_CUDA
+      return cuda::keras_rows(a, info);
+#else
+      return no_cuda(info);
+#endif
   }
   return fail(info, Status::kUnsupported, "unknown device");
 }

@@ -1,5 +1,5 @@
-"""The GPU code path of the Python wrappers (pointwise and pairwise/embedding
-families), without a GPU: PyTorch CPU tensors stand in for CUDA tensors
+"""The GPU code path of the Python wrappers (pointwise, pairwise/embedding,
+Keras row and tf softmax families), without a GPU: PyTorch CPU tensors stand in for CUDA tensors
 (lossx._gpu.TorchBackend handles them) and the kernel call is sent to the CPU
 kernels with the same raw pointers.
 
@@ -53,6 +53,9 @@ class _CpuKernels:
 
     def sigmoid_cross_entropy(self, device, stream, *args):
         return _core.sigmoid_cross_entropy(self._cpu(device, stream), 0, *args)
+
+    def keras_rows(self, device, stream, *args):
+        return _core.keras_rows(self._cpu(device, stream), 0, *args)
 
 
 @pytest.fixture
@@ -303,3 +306,78 @@ def test_tf_sigmoid_ce_through_the_gpu_backend(fake_gpu, rng):
         for a, c in ((gl, cl), (gg, cg)):
             assert isinstance(a, torch.Tensor) and tuple(a.shape) == c.shape
             np.testing.assert_array_equal(a.numpy(), c)
+
+
+# The Keras row losses (cuda/keras_rows.cu) and tf's softmax ops, which use them.
+KERAS_ROWS_FOR_GPU = [
+    ("categorical_crossentropy", {}),
+    ("categorical_crossentropy", {"from_logits": True, "label_smoothing": 0.1, "axis": 1}),
+    ("sparse_categorical_crossentropy", {"ignore_class": 1}),
+    ("sparse_categorical_crossentropy", {"from_logits": True, "float_labels": True}),
+    ("categorical_focal_crossentropy", {"alpha": "vec", "from_logits": True}),
+    ("categorical_hinge", {}),
+    ("cosine_similarity", {"axis": (1, 2)}),
+    ("dice", {}),
+    ("tversky", {"alpha": 0.9, "beta": 0.1, "axis": (0, 2)}),
+]
+
+
+@pytest.mark.parametrize("reduction", [None, "sum_over_batch_size", "sum"])
+@pytest.mark.parametrize("name,o", KERAS_ROWS_FOR_GPU, ids=[f"{n}-{o}" for n, o in KERAS_ROWS_FOR_GPU])
+def test_keras_rows_through_the_gpu_backend(fake_gpu, name, o, reduction, rng):
+    from test_keras import make
+
+    fn = getattr(lossx.keras, name)
+    for shape in ((4, 5, 6), (0, 5, 6)):
+        o2 = {k: v for k, v in o.items() if k != "float_labels"}
+        if o2.get("alpha") == "vec":
+            o2["alpha"] = rng.uniform(0.1, 0.9, shape[-1]).astype(np.float32)
+        tt, pp = make(name, shape, np.float32, rng, o2)
+        if shape[0] == 0 and o2.get("axis", None if name in ("dice", "tversky") else -1) in (None, (0, 2)):
+            # The reduced axes hold no element: an error on both paths.
+            for a, b in ((tt, pp), (t(tt), t(pp))):
+                with pytest.raises(ValueError, match="the reduced axis of y_pred is empty"):
+                    fn(a, b, **o2, reduction=reduction)
+            continue
+        if o.get("float_labels"):
+            tt = tt.astype(np.float32)
+        cl = fn(tt, pp, **o2, reduction=reduction)
+        go = rng.uniform(-1, 1, np.shape(cl)).astype(np.float32) if reduction is None else 0.5
+        cl, cg = fn(tt, pp, **o2, reduction=reduction, return_grad=True, grad_output=go)
+        calls = _CpuKernels.device_calls
+        o3 = dict(o2, alpha=t(o2["alpha"])) if isinstance(o2.get("alpha"), np.ndarray) else o2
+        gl, gg = fn(t(tt), t(pp), **o3, reduction=reduction, return_grad=True,
+                    grad_output=t(go) if reduction is None else go)
+        assert _CpuKernels.device_calls == calls + 1  # it took the GPU path
+        for a, c in ((gl, cl), (gg, cg)):
+            assert isinstance(a, torch.Tensor) and tuple(a.shape) == np.shape(c)
+            np.testing.assert_array_equal(a.numpy(), np.asarray(c))
+
+
+def test_keras_sparse_float_labels_checked_on_the_gpu_path(fake_gpu):
+    p = torch.rand(3, 4)
+    with pytest.raises(ValueError, match="float labels must hold integers; position 2 holds 1.5"):
+        lossx.keras.sparse_categorical_crossentropy(torch.tensor([0.0, 3.0, 1.5]), p)
+    with pytest.raises(ValueError, match="position 0 holds nan"):
+        lossx.keras.sparse_categorical_crossentropy(torch.tensor([float("nan"), 3.0, 1.0]), p)
+    with pytest.raises(IndexError, match="label 4 at position 1 is out of range"):
+        lossx.keras.sparse_categorical_crossentropy(torch.tensor([0.0, 4.0, 1.0]), p)
+
+
+@pytest.mark.parametrize("op", ["softmax_cross_entropy_with_logits", "sparse_softmax_cross_entropy_with_logits"])
+def test_tf_softmax_ops_through_the_gpu_backend(fake_gpu, op, rng):
+    fn = getattr(lossx.tf, op)
+    for shape in ((6, 7), (2, 3, 5), (0, 3)):
+        x = (rng.standard_normal(shape) * 3).astype(np.float32)
+        if op.startswith("sparse"):
+            z = rng.integers(0, shape[-1], shape[:-1])
+        else:
+            z = rng.random(shape).astype(np.float32)
+        go = rng.uniform(-1, 1, shape[:-1]).astype(np.float32)
+        cl, cg = fn(labels=z, logits=x, return_grad=True, grad_output=go)
+        calls = _CpuKernels.device_calls
+        gl, gg = fn(labels=t(z), logits=t(x), return_grad=True, grad_output=t(go))
+        assert _CpuKernels.device_calls == calls + 1
+        for a, c in ((gl, cl), (gg, cg)):
+            assert isinstance(a, torch.Tensor) and tuple(a.shape) == np.shape(c)
+            np.testing.assert_array_equal(a.numpy(), np.asarray(c))

@@ -8,7 +8,9 @@ to ones; a scalar or an array of the loss's shape). Labels are cast to the
 logits' dtype (TensorFlow requires them to match already). float16/bfloat16
 logits accumulate in float32 and give a float32 loss.
 
-Kernels: csrc/cpu/keras_rows.cc (sigmoid), csrc/cpu/softmax.cc (softmax).
+Kernels: the pointwise family's (csrc/cpu/pointwise.cc, cuda/pointwise.cu) for the
+sigmoid op; the Keras row kernels (csrc/cpu/keras_rows.cc, cuda/keras_rows.cu) for the
+softmax ops.
 """
 from __future__ import annotations
 
