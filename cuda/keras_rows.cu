@@ -33,6 +33,7 @@
 
 #include "common.cuh"
 #include "hd_math.cuh"
+#include "team.cuh"
 #include "keras_row_math.h"
 #include "lossx/cuda.h"
 #include "status.h"
@@ -47,20 +48,6 @@ constexpr int64_t kRowChunk = 4096;       // rows per first-stage partial of a r
 constexpr int64_t kSegment = 1 << 14;     // the CPU's segment of the sums losses (same bits)
 
 // ------------------------------------------------------------ element math ----
-
-// Storage <-> compute type. The host harness instantiates float and double only.
-#pragma nv_exec_check_disable
-template <typename A, typename T>
-LOSSX_HD A ld(const T* p, int64_t j) {
-  if constexpr (std::is_same<T, A>::value) return p[j];
-  else return to_acc(p[j]);
-}
-#pragma nv_exec_check_disable
-template <typename T, typename A>
-LOSSX_HD void st(T* p, int64_t j, A v) {
-  if constexpr (std::is_same<T, A>::value) p[j] = v;
-  else p[j] = from_acc<T>(v);
-}
 
 // One element of the probability losses (categorical and focal cross entropy):
 // r = p / sum(p), t the target; f is the loss term, u = df/dq (0 where Keras'
@@ -92,65 +79,6 @@ struct ProbTerm {
     if (!inside) u = A(0);
   }
 };
-
-// ------------------------------------------------------------------ teams ----
-// The row code below runs on a team: `lane` in [0, size) strides the row and
-// reduce(v, op, identity) gives every member the team's result (fixed tree).
-// The kernels use WarpTeam or BlockTeam; the host harness a team of one.
-
-struct OpSum {
-  template <typename V>
-  LOSSX_HD V operator()(V a, V b) const { return a + b; }
-};
-struct OpMax {  // NaN-ignoring, as a NaN element makes the row NaN anyway
-  template <typename V>
-  LOSSX_HD V operator()(V a, V b) const { return d_max(a, b); }
-};
-struct OpMinIndex {
-  LOSSX_HD int64_t operator()(int64_t a, int64_t b) const { return a < b ? a : b; }
-};
-
-template <typename V>
-__device__ __forceinline__ V shfl_xor(V v, int off) {
-  return __shfl_xor_sync(0xffffffffu, v, off);
-}
-
-#ifndef LOSSX_KERAS_FUNCTORS_ONLY
-struct WarpTeam {
-  int lane;
-  static constexpr int size = 32;
-  template <typename V, class Op>
-  __device__ V reduce(V v, Op op, V) const {
-#pragma unroll
-    for (int off = 16; off > 0; off >>= 1) v = op(v, shfl_xor(v, off));
-    return v;
-  }
-};
-
-struct BlockTeam {
-  int lane;
-  static constexpr int size = kThreads;
-  void* smem;  // >= 33 values of 8 bytes
-  template <typename V, class Op>
-  __device__ V reduce(V v, Op op, V ident) const {
-    V* sm = static_cast<V*>(smem);
-    const int wl = lane & 31, warp = lane >> 5;
-#pragma unroll
-    for (int off = 16; off > 0; off >>= 1) v = op(v, shfl_xor(v, off));
-    __syncthreads();  // sm may still be read by the previous reduction
-    if (wl == 0) sm[warp] = v;
-    __syncthreads();
-    if (warp == 0) {
-      V w = wl < kThreads / 32 ? sm[wl] : ident;
-#pragma unroll
-      for (int off = 16; off > 0; off >>= 1) w = op(w, shfl_xor(w, off));
-      if (wl == 0) sm[32] = w;
-    }
-    __syncthreads();
-    return sm[32];
-  }
-};
-#endif  // LOSSX_KERAS_FUNCTORS_ONLY
 
 // -------------------------------------------------------------- row code ----
 
@@ -378,7 +306,7 @@ __global__ void __launch_bounds__(kThreads) keras_rows_kernel(const RowParams<T>
     const WarpTeam tm{static_cast<int>(threadIdx.x & 31)};
     for (int64_t i = team0; i < k.N; i += nteams) any_row(tm, k, i);
   } else {
-    const BlockTeam tm{static_cast<int>(threadIdx.x), sm};
+    const BlockTeam<kThreads> tm{static_cast<int>(threadIdx.x), sm};
     for (int64_t i = team0; i < k.N; i += nteams) any_row(tm, k, i);
   }
 }
@@ -394,7 +322,7 @@ __global__ void __launch_bounds__(kThreads) sums_kernel(const RowParams<T> k, in
     const WarpTeam tm{static_cast<int>(threadIdx.x & 31)};
     for (int64_t task = team0; task < tasks; task += nteams) sums_task(tm, k, seg, nseg, task, partial);
   } else {
-    const BlockTeam tm{static_cast<int>(threadIdx.x), sm};
+    const BlockTeam<kThreads> tm{static_cast<int>(threadIdx.x), sm};
     for (int64_t task = team0; task < tasks; task += nteams) sums_task(tm, k, seg, nseg, task, partial);
   }
 }

@@ -5,6 +5,7 @@
 // machine without a GPU. The kernels only add the team's striding and its
 // fixed-tree reductions (tested on a GPU by tests/cuda/test_keras_cuda.py).
 #define LOSSX_KERAS_FUNCTORS_ONLY 1
+#define LOSSX_HOST_TEAM 1
 #include "../cuda/keras_rows.cu"
 
 #include <vector>
@@ -12,13 +13,6 @@
 namespace lossx {
 namespace cuda {
 namespace {
-
-struct HostTeam {
-  int lane = 0;
-  static constexpr int size = 1;
-  template <typename V, class Op>
-  V reduce(V v, Op, V) const { return v; }
-};
 
 // As keras_typed launches it, reduction "none" (grad_output per row, or none).
 template <typename A>

@@ -1,0 +1,104 @@
+// Teams for per-row (per-sample) code that runs both in CUDA kernels and, for
+// the tests, on the host: the code strides its row by `lane` in [0, size),
+// calls reduce(v, op, identity) to give every member the team's result (a
+// fixed tree: the same bits every run) and sync() between phases that share
+// memory. WarpTeam and BlockTeam<kSize> serve the kernels; HostTeam (a team of
+// one, compiled where LOSSX_HOST_TEAM is defined) the host harnesses in tests/.
+// ld/st convert between the storage and the compute type.
+#pragma once
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <type_traits>
+
+#include "common.cuh"
+#include "hd_math.cuh"
+
+namespace lossx {
+namespace cuda {
+namespace {
+
+// Storage <-> compute type; the host harnesses instantiate float and double only.
+#pragma nv_exec_check_disable
+template <typename A, typename T>
+LOSSX_HD A ld(const T* p, int64_t j) {
+  if constexpr (std::is_same<T, A>::value || std::is_floating_point<T>::value) return static_cast<A>(p[j]);
+  else return static_cast<A>(to_acc(p[j]));
+}
+#pragma nv_exec_check_disable
+template <typename T, typename A>
+LOSSX_HD void st(T* p, int64_t j, A v) {
+  if constexpr (std::is_same<T, A>::value || std::is_floating_point<T>::value) p[j] = static_cast<T>(v);
+  else p[j] = from_acc<T>(static_cast<float>(v));  // half types round from float32, as the CPU's
+}
+
+struct OpSum {
+  template <typename V>
+  LOSSX_HD V operator()(V a, V b) const { return a + b; }
+};
+struct OpMax {  // NaN-ignoring (fmax): callers make NaN rows NaN by other means
+  template <typename V>
+  LOSSX_HD V operator()(V a, V b) const { return d_max(a, b); }
+};
+struct OpMinIndex {
+  LOSSX_HD int64_t operator()(int64_t a, int64_t b) const { return a < b ? a : b; }
+};
+
+template <typename V>
+__device__ __forceinline__ V shfl_xor(V v, int off) {
+  return __shfl_xor_sync(0xffffffffu, v, off);
+}
+
+struct WarpTeam {
+  int lane;
+  static constexpr int size = 32;
+  template <typename V, class Op>
+  __device__ V reduce(V v, Op op, V) const {
+#pragma unroll
+    for (int off = 16; off > 0; off >>= 1) v = op(v, shfl_xor(v, off));
+    return v;
+  }
+  __device__ void sync() const { __syncwarp(); }
+};
+
+template <int kSize>
+struct BlockTeam {
+  static_assert(kSize % 32 == 0 && kSize <= 1024, "a block of whole warps");
+  int lane;
+  static constexpr int size = kSize;
+  void* smem;  // >= 33 values of 8 bytes
+  template <typename V, class Op>
+  __device__ V reduce(V v, Op op, V ident) const {
+    static_assert(sizeof(V) <= 8, "smem holds 8-byte slots");
+    V* sm = static_cast<V*>(smem);
+    const int wl = lane & 31, warp = lane >> 5;
+#pragma unroll
+    for (int off = 16; off > 0; off >>= 1) v = op(v, shfl_xor(v, off));
+    __syncthreads();  // sm may still be read by the previous reduction
+    if (wl == 0) sm[warp] = v;
+    __syncthreads();
+    if (warp == 0) {
+      V w = wl < kSize / 32 ? sm[wl] : ident;
+#pragma unroll
+      for (int off = 16; off > 0; off >>= 1) w = op(w, shfl_xor(w, off));
+      if (wl == 0) sm[32] = w;
+    }
+    __syncthreads();
+    return sm[32];
+  }
+  __device__ void sync() const { __syncthreads(); }
+};
+
+#ifdef LOSSX_HOST_TEAM
+struct HostTeam {
+  int lane = 0;
+  static constexpr int size = 1;
+  template <typename V, class Op>
+  LOSSX_HD V reduce(V v, Op, V) const { return v; }
+  LOSSX_HD void sync() const {}
+};
+#endif
+
+}  // namespace
+}  // namespace cuda
+}  // namespace lossx
