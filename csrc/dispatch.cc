@@ -302,7 +302,11 @@ Status ctc_loss(const CtcArgs& a, StatusInfo* info) {
     case Device::kCPU:
       return cpu::cpu_ctc(a, info);
     case Device::kCUDA:
-      return fail(info, Status::kNotCompiled, "ctc_loss has no CUDA kernel yet (NumPy arrays only)");
+#ifdef LOSSX_WITH_CUDA
+      return cuda::ctc(a, info);
+#else
+      return no_cuda(info);
+#endif
   }
   return fail(info, Status::kUnsupported, "unknown device");
 }

@@ -186,21 +186,23 @@ def test_extreme_log_probs(rng, dtype):
     _check(loss, grad, ref, rgrad, dtype)
 
 
-def test_cuda_switch_says_not_yet():
-    # The dispatch's device switch (a CUDA build reaches it with GPU pointers).
+def _ctc_call(device):
     lp = np.log(np.full((2, 1, 3), 1 / 3))
+    loss = np.zeros(1)
+    # device, stream, dtype (float64), T, N, C, log_probs, targets, concatenated, S,
+    # input_lengths, target_lengths, blank, zero_infinity, reduction (mean), loss, grad, grad_output
+    lossx._core.ctc(device, 0, 1, 2, 1, 3, lp, np.array([1]), True, 1, np.array([2]), np.array([1]), 0, False,
+                    1, loss, None, None)
+    return lp, loss[0]
 
-    def call(device):
-        loss = np.zeros(1)
-        # device, stream, dtype (float64), T, N, C, log_probs, targets, concatenated, S,
-        # input_lengths, target_lengths, blank, zero_infinity, reduction (mean), loss, grad, grad_output
-        lossx._core.ctc(device, 0, 1, 2, 1, 3, lp, np.array([1]), True, 1, np.array([2]), np.array([1]), 0, False,
-                        1, loss, None, None)
-        return loss[0]
 
-    close(call(0), F.ctc_loss(t64(lp), torch.tensor([1]), [2], [1]), np.float64)  # CPU: these arguments are fine
-    with pytest.raises(RuntimeError, match="ctc_loss has no CUDA kernel yet"):
-        call(1)
+@pytest.mark.skipif(lossx._core.cuda_compiled(), reason="this build has the CUDA backend")
+def test_cuda_switch_without_cuda_build():
+    # The dispatch's device switch (a CUDA build reaches cuda/ctc.cu with GPU pointers).
+    lp, v = _ctc_call(0)
+    close(v, F.ctc_loss(t64(lp), torch.tensor([1]), [2], [1]), np.float64)  # CPU: these arguments are fine
+    with pytest.raises(RuntimeError, match="built without CUDA"):
+        _ctc_call(1)
 
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)

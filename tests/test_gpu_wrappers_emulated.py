@@ -1,5 +1,5 @@
 """The GPU code path of the Python wrappers (pointwise, pairwise/embedding,
-Keras row and tf softmax families), without a GPU: PyTorch CPU tensors stand in for CUDA tensors
+Keras row, tf softmax and CTC families), without a GPU: PyTorch CPU tensors stand in for CUDA tensors
 (lossx._gpu.TorchBackend handles them) and the kernel call is sent to the CPU
 kernels with the same raw pointers.
 
@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import lossx
-from lossx import _array, _core, _gpu, embedding, keras, pointwise, tf
+from lossx import _array, _core, _gpu, ctc, embedding, keras, pointwise, tf
 
 from test_embedding import _triplet_inputs
 from _util import POINTWISE_OWN_SIGNATURE
@@ -57,6 +57,9 @@ class _CpuKernels:
     def keras_rows(self, device, stream, *args):
         return _core.keras_rows(self._cpu(device, stream), 0, *args)
 
+    def ctc(self, device, stream, *args):
+        return _core.ctc(self._cpu(device, stream), 0, *args)
+
 
 @pytest.fixture
 def fake_gpu(monkeypatch):
@@ -68,6 +71,7 @@ def fake_gpu(monkeypatch):
     monkeypatch.setattr(embedding, "_core", _CpuKernels())
     monkeypatch.setattr(keras, "_core", _CpuKernels())
     monkeypatch.setattr(tf, "_core", _CpuKernels())
+    monkeypatch.setattr(ctc, "_core", _CpuKernels())
 
 
 def t(a):
@@ -381,3 +385,25 @@ def test_tf_softmax_ops_through_the_gpu_backend(fake_gpu, op, rng):
         for a, c in ((gl, cl), (gg, cg)):
             assert isinstance(a, torch.Tensor) and tuple(a.shape) == np.shape(c)
             np.testing.assert_array_equal(a.numpy(), np.asarray(c))
+
+
+@pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
+@pytest.mark.parametrize("layout", ["padded", "concatenated"])
+def test_ctc_through_the_gpu_backend(fake_gpu, reduction, layout, rng):
+    # Targets on the device; lengths from device tensors, lists or NumPy (they go to the host).
+    from test_ctc import _lengths, _log_probs, _targets
+
+    T, N, C, S = 9, 5, 4, 3
+    lp = _log_probs(rng, T, N, C, np.float32)
+    il, tl = _lengths(rng, T, N, S, np.arange(1, C))
+    padded, concat = _targets(rng, N, S, np.arange(1, C), tl)
+    tg = padded if layout == "padded" else concat
+    go = rng.uniform(0.5, 2, N).astype(np.float32) if reduction == "none" else 0.5
+    cl, cg = lossx.ctc_loss(lp, tg, il, tl, 0, reduction, return_grad=True, grad_output=go)
+    calls = _CpuKernels.device_calls
+    gl, gg = lossx.ctc_loss(t(lp), t(tg), t(il), list(tl), 0, reduction, return_grad=True,
+                            grad_output=t(go) if reduction == "none" else go)
+    assert _CpuKernels.device_calls == calls + 1
+    for a, c in ((gl, cl), (gg, cg)):
+        assert isinstance(a, torch.Tensor) and tuple(a.shape) == np.shape(c)
+        np.testing.assert_array_equal(a.numpy(), np.asarray(c))

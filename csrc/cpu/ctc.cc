@@ -328,6 +328,27 @@ namespace cpu {
 
 HWY_EXPORT(CtcSamples);
 
+Status ctc_label_error(StatusInfo* info, bool concatenated, int64_t i, int64_t j, int64_t k, int64_t v,
+                       int64_t blank, int64_t C) {
+  char where[64], msg[256];
+  if (concatenated)
+    std::snprintf(where, sizeof(where), "targets[%lld]", static_cast<long long>(k));
+  else
+    std::snprintf(where, sizeof(where), "targets[%lld, %lld]", static_cast<long long>(i), static_cast<long long>(j));
+  if (v == blank) {
+    std::snprintf(msg, sizeof(msg),
+                  "ctc_loss: sample %lld, label position %lld (%s) is %lld, the blank index; "
+                  "target labels must differ from blank",
+                  static_cast<long long>(i), static_cast<long long>(j), where, static_cast<long long>(v));
+    return fail(info, Status::kInvalidArgument, msg, k, v);
+  }
+  std::snprintf(msg, sizeof(msg),
+                "ctc_loss: sample %lld, label position %lld (%s) is %lld, out of range [0, C) = [0, %lld)",
+                static_cast<long long>(i), static_cast<long long>(j), where, static_cast<long long>(v),
+                static_cast<long long>(C));
+  return fail(info, Status::kIndexError, msg, k, v);
+}
+
 Status cpu_ctc(const CtcArgs& a, StatusInfo* info) {
   const int64_t N = a.N, C = a.C;
   // Labels first, in flat order: the first offending one whatever the thread
@@ -335,7 +356,6 @@ Status cpu_ctc(const CtcArgs& a, StatusInfo* info) {
   // (padding after them may hold anything, as in torch).
   std::vector<int64_t> offset(static_cast<size_t>(N));
   int64_t pos = 0;
-  char msg[256];
   for (int64_t i = 0; i < N; ++i) {
     offset[i] = a.concatenated ? pos : i * a.S;
     const int64_t tl = a.target_lengths[i];
@@ -343,24 +363,7 @@ Status cpu_ctc(const CtcArgs& a, StatusInfo* info) {
       const int64_t k = offset[i] + j;
       const int64_t v = a.targets[k];
       if (v >= 0 && v < C && v != a.blank) continue;
-      char where[64];
-      if (a.concatenated)
-        std::snprintf(where, sizeof(where), "targets[%lld]", static_cast<long long>(k));
-      else
-        std::snprintf(where, sizeof(where), "targets[%lld, %lld]", static_cast<long long>(i),
-                      static_cast<long long>(j));
-      if (v == a.blank) {
-        std::snprintf(msg, sizeof(msg),
-                      "ctc_loss: sample %lld, label position %lld (%s) is %lld, the blank index; "
-                      "target labels must differ from blank",
-                      static_cast<long long>(i), static_cast<long long>(j), where, static_cast<long long>(v));
-        return fail(info, Status::kInvalidArgument, msg, k, v);
-      }
-      std::snprintf(msg, sizeof(msg),
-                    "ctc_loss: sample %lld, label position %lld (%s) is %lld, out of range [0, C) = [0, %lld)",
-                    static_cast<long long>(i), static_cast<long long>(j), where, static_cast<long long>(v),
-                    static_cast<long long>(C));
-      return fail(info, Status::kIndexError, msg, k, v);
+      return ctc_label_error(info, a.concatenated, i, j, k, v, a.blank, C);
     }
     pos += tl;
   }

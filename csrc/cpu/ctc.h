@@ -27,5 +27,10 @@ struct CtcJob {
 
 Status cpu_ctc(const CtcArgs& a, StatusInfo* info);
 
+// The error for a bad label v at targets' flat position k (sample i, label j):
+// IndexError outside [0, C), InvalidArgument for the blank. Both devices use it.
+Status ctc_label_error(StatusInfo* info, bool concatenated, int64_t i, int64_t j, int64_t k, int64_t v,
+                       int64_t blank, int64_t C);
+
 }  // namespace cpu
 }  // namespace lossx

@@ -14,6 +14,7 @@ Status pointwise(const PointwiseArgs& args, StatusInfo* info);
 bool pointwise_supported(PointwiseLoss kind);  // cuda/pointwise.cu has a functor for it
 Status pairwise(const PairwiseArgs& args, StatusInfo* info);
 Status keras_rows(const KerasRowsArgs& args, StatusInfo* info);
+Status ctc(const CtcArgs& args, StatusInfo* info);
 
 }  // namespace cuda
 }  // namespace lossx

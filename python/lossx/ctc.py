@@ -1,7 +1,8 @@
 """Sequence family: ctc_loss (``torch.nn.functional.ctc_loss`` semantics).
 
-Kernel: csrc/cpu/ctc.cc (log-space forward-backward in float64, parallel over
-the batch). Lengths are needed on the host, as in PyTorch.
+Kernels: csrc/cpu/ctc.cc (log-space forward-backward in float64, parallel over
+the batch); cuda/ctc.cu for GPU arrays (a block per sample). Lengths are needed
+on the host, as in PyTorch.
 """
 from __future__ import annotations
 
