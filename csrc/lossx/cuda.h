@@ -13,6 +13,7 @@ Status softmax_family(const SoftmaxArgs& args, StatusInfo* info);
 Status pointwise(const PointwiseArgs& args, StatusInfo* info);
 bool pointwise_supported(PointwiseLoss kind);  // cuda/pointwise.cu has a functor for it
 Status pairwise(const PairwiseArgs& args, StatusInfo* info);
+Status margin(const MarginArgs& args, StatusInfo* info);  // labels are device memory, checked there
 
 }  // namespace cuda
 }  // namespace lossx
