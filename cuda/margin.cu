@@ -71,12 +71,13 @@ struct MinOp {
 };
 
 // The target mask: bit k of the row's words says "class k is in the list".
-// Several lanes may set bits of one word: atomicOr on the device.
+// Several lanes may set bits of one word: an atomic or (the host harness runs
+// teams of threads too); the team's next sync publishes it.
 LOSSX_HD void mask_set(unsigned* m, int64_t k) {
 #ifdef __CUDA_ARCH__
   atomicOr(m + (k >> 5), 1u << (k & 31));
 #else
-  m[k >> 5] |= 1u << (k & 31);
+  __atomic_fetch_or(m + (k >> 5), 1u << (k & 31), __ATOMIC_RELAXED);
 #endif
 }
 LOSSX_HD bool mask_has(const unsigned* m, int64_t k) { return (m[k >> 5] >> (k & 31)) & 1u; }
