@@ -40,8 +40,8 @@ void bind_softmax(py::module_& m) {
         a.lse = ptr_of(lse, rows * as, "lse");
         a.grad_logits = ptr_of(grad_logits, n * es, "grad_logits");
         a.grad_target = ptr_of(grad_target, n * es, "grad_target");
-        a.grad_output = ptr_of(grad_output, as, "grad_output");
-        if (a.grad_output && a.reduction == Reduction::kNone) ptr_of(grad_output, rows * as, "grad_output");
+        // One value, or one per row for "none" (none at all for an empty batch).
+        a.grad_output = ptr_of(grad_output, loss_n * as, "grad_output");
         StatusInfo info;
         Status st;
         {

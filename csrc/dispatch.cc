@@ -224,7 +224,11 @@ Status margin_loss(const MarginArgs& a, StatusInfo* info) {
     case Device::kCPU:
       return cpu::cpu_margin(a, info);
     case Device::kCUDA:
-      return fail(info, Status::kNotCompiled, "margin losses have no CUDA kernel yet");
+#ifdef LOSSX_WITH_CUDA
+      return cuda::margin(a, info);
+#else
+      return no_cuda(info);
+#endif
   }
   return fail(info, Status::kUnsupported, "unknown device");
 }

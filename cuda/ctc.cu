@@ -206,7 +206,7 @@ LOSSX_HD void ctc_sample(const Team& tm, const CtcParams<T>& P, int64_t b) {
     auto gam = [&](int64_t s) { return exp_d(((a[s] + bcur[s]) + nll) - e(t, s)); };
     double gb = 0.0;  // the blank states 0, 2, ..., 2L
     for (int64_t k = tm.lane; k <= L; k += tm.size) gb += gam(2 * k);
-    gb = tm.reduce(gb, OpSum(), 0.0);
+    gb = tm.reduce(gb, OpSum());
     if (tm.lane == 0) G[P.blank] = gb;
     for (int64_t j = tm.lane; j < L; j += tm.size) {
       if (!first[j]) continue;
@@ -255,7 +255,7 @@ inline bool ctc_layout(const CtcArgs& a, bool want_grad, std::vector<SampleDesc>
 
 template <typename T>
 __global__ void __launch_bounds__(kThreads) ctc_samples(const CtcParams<T> P) {
-  __shared__ double sm[33];
+  __shared__ double sm[kThreads / 32];  // BlockTeam's reduction slots
   const BlockTeam<kThreads> tm{static_cast<int>(threadIdx.x), sm};
   for (int64_t b = blockIdx.x; b < P.N; b += gridDim.x) {
     ctc_sample(tm, P, b);

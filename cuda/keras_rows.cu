@@ -127,7 +127,7 @@ LOSSX_HD void sparse_row(const Team& tm, const RowParams<T>& k, int64_t i) {
   }
   A s = A(0);
   for (int64_t j = tm.lane; j < C; j += tm.size) s += ld<A>(p, j);
-  s = tm.reduce(s, OpSum(), A(0));
+  s = tm.reduce(s, OpSum());
   const A eps = static_cast<A>(1e-7), hi = static_cast<A>(1.0 - 1e-7);
   const A r = ld<A>(p, y) / s;
   const bool inside = r >= eps && r <= hi;
@@ -158,8 +158,8 @@ LOSSX_HD void hinge_row(const Team& tm, const RowParams<T>& k, int64_t i) {
     pos = d_fma(tv, pv, pos);
     neg = d_max(neg, (A(1) - tv) * pv);
   }
-  pos = tm.reduce(pos, OpSum(), A(0));
-  neg = tm.reduce(neg, OpMax(), ninf);
+  pos = tm.reduce(pos, OpSum());
+  neg = tm.reduce(neg, OpMax());
   const A x = neg - pos + A(1);
   const bool nan = is_nan(x);
   if (tm.lane == 0) k.row_loss[i] = (x > A(0) || nan) ? x : A(0);
@@ -169,7 +169,7 @@ LOSSX_HD void hinge_row(const Team& tm, const RowParams<T>& k, int64_t i) {
     int64_t first = INT64_MAX;
     for (int64_t j = tm.lane; j < C && first == INT64_MAX; j += tm.size)
       if ((A(1) - ld<A>(t, j)) * ld<A>(p, j) == neg) first = j;
-    first = tm.reduce(first, OpMinIndex(), int64_t(INT64_MAX));
+    first = tm.reduce(first, OpMin());
     for (int64_t j = tm.lane; j < C; j += tm.size) {
       const A tv = ld<A>(t, j);
       A v = -scale * tv;
@@ -198,16 +198,16 @@ LOSSX_HD void dense_row(const Team& tm, const RowParams<T>& k, int64_t i) {
     const A ninf = -INFINITY;
     A vm = ninf;
     for (int64_t j = tm.lane; j < C; j += tm.size) vm = d_max(vm, ld<A>(z, j));
-    m = tm.reduce(vm, OpMax(), ninf);
+    m = tm.reduce(vm, OpMax());
     A se = A(0);
     for (int64_t j = tm.lane; j < C; j += tm.size) se += d_exp(ld<A>(z, j) - m);
-    inv = A(1) / tm.reduce(se, OpSum(), A(0));
+    inv = A(1) / tm.reduce(se, OpSum());
   }
   const bool lg = k.from_logits;
   auto prob = [&](int64_t j) { return lg ? d_exp(ld<A>(z, j) - m) * inv : ld<A>(z, j); };
   A s = A(0);
   for (int64_t j = tm.lane; j < C; j += tm.size) s += prob(j);
-  s = tm.reduce(s, OpSum(), A(0));
+  s = tm.reduce(s, OpSum());
   A lacc = A(0), uacc = A(0);
   for (int64_t j = tm.lane; j < C; j += tm.size) {
     const A r = prob(j) / s;
@@ -216,10 +216,10 @@ LOSSX_HD void dense_row(const Team& tm, const RowParams<T>& k, int64_t i) {
     lacc += f;
     uacc = d_fma(u, r, uacc);
   }
-  lacc = tm.reduce(lacc, OpSum(), A(0));
+  lacc = tm.reduce(lacc, OpSum());
   if (tm.lane == 0) k.row_loss[i] = lacc;
   if (!g) return;
-  const A U = tm.reduce(uacc, OpSum(), A(0));
+  const A U = tm.reduce(uacc, OpSum());
   const A cs = row_scale(k, i) / s;
   auto grad_q = [&](int64_t j) {
     const A pj = prob(j), r = pj / s;
@@ -234,7 +234,7 @@ LOSSX_HD void dense_row(const Team& tm, const RowParams<T>& k, int64_t i) {
   // Through the softmax: dz_k = p_k (g_k - sum_j g_j p_j).
   A gacc = A(0);
   for (int64_t j = tm.lane; j < C; j += tm.size) gacc = d_fma(grad_q(j), prob(j), gacc);
-  const A G = tm.reduce(gacc, OpSum(), A(0));
+  const A G = tm.reduce(gacc, OpSum());
   for (int64_t j = tm.lane; j < C; j += tm.size) st(g, j, prob(j) * (grad_q(j) - G));
 }
 
@@ -269,7 +269,7 @@ LOSSX_HD void sums_task(const Team& tm, const RowParams<T>& k, int64_t seg, int6
     v[4] += pv;
   }
   for (int q = 0; q < kKerasSumCount; ++q) {
-    const A r = tm.reduce(v[q], OpSum(), A(0));
+    const A r = tm.reduce(v[q], OpSum());
     if (tm.lane == 0) partial[task * kKerasSumCount + q] = r;
   }
 }
@@ -298,7 +298,7 @@ LOSSX_HD void sums_grad(const RowParams<T>& k, const typename AccOf<T>::type* co
 
 template <typename T, int kTeam>
 __global__ void __launch_bounds__(kThreads) keras_rows_kernel(const RowParams<T> k) {
-  __shared__ double sm[33];
+  __shared__ double sm[kThreads / 32];  // BlockTeam's reduction slots
   constexpr int kTeamsPerBlock = kThreads / kTeam;
   const int64_t team0 = static_cast<int64_t>(blockIdx.x) * kTeamsPerBlock + threadIdx.x / kTeam;
   const int64_t nteams = static_cast<int64_t>(gridDim.x) * kTeamsPerBlock;
@@ -314,7 +314,7 @@ __global__ void __launch_bounds__(kThreads) keras_rows_kernel(const RowParams<T>
 template <typename T, int kTeam>
 __global__ void __launch_bounds__(kThreads) sums_kernel(const RowParams<T> k, int64_t seg, int64_t nseg,
                                                         typename AccOf<T>::type* partial) {
-  __shared__ double sm[33];
+  __shared__ double sm[kThreads / 32];
   constexpr int kTeamsPerBlock = kThreads / kTeam;
   const int64_t team0 = static_cast<int64_t>(blockIdx.x) * kTeamsPerBlock + threadIdx.x / kTeam;
   const int64_t nteams = static_cast<int64_t>(gridDim.x) * kTeamsPerBlock, tasks = k.N * nseg;

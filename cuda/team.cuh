@@ -1,8 +1,7 @@
 // Teams for per-row (per-sample) code that runs both in CUDA kernels and, for
 // the tests, on the host: the code strides its row by `lane` in [0, size),
-// calls reduce(v, op, identity) to give every member the team's result (a
-// fixed tree: the same bits every run) and sync() between phases that share
-// memory. WarpTeam and BlockTeam<kSize> serve the kernels; HostTeam (a team of
+// calls reduce(v, op) to give every member the team's result (a fixed order:
+// the same bits every run) and sync() between phases that share memory. WarpTeam and BlockTeam<kSize> serve the kernels; HostTeam (a team of
 // one, compiled where LOSSX_HOST_TEAM is defined) the host harnesses in tests/.
 // ld/st convert between the storage and the compute type.
 #pragma once
@@ -40,8 +39,9 @@ struct OpMax {  // NaN-ignoring (fmax): callers make NaN rows NaN by other means
   template <typename V>
   LOSSX_HD V operator()(V a, V b) const { return d_max(a, b); }
 };
-struct OpMinIndex {
-  LOSSX_HD int64_t operator()(int64_t a, int64_t b) const { return a < b ? a : b; }
+struct OpMin {
+  template <typename V>
+  LOSSX_HD V operator()(V a, V b) const { return b < a ? b : a; }
 };
 
 template <typename V>
@@ -53,7 +53,7 @@ struct WarpTeam {
   int lane;
   static constexpr int size = 32;
   template <typename V, class Op>
-  __device__ V reduce(V v, Op op, V) const {
+  __device__ V reduce(V v, Op op) const {
 #pragma unroll
     for (int off = 16; off > 0; off >>= 1) v = op(v, shfl_xor(v, off));
     return v;
@@ -66,25 +66,21 @@ struct BlockTeam {
   static_assert(kSize % 32 == 0 && kSize <= 1024, "a block of whole warps");
   int lane;
   static constexpr int size = kSize;
-  void* smem;  // >= 33 values of 8 bytes
+  void* smem;  // >= kSize / 32 slots of 8 bytes, 8-byte aligned
+  // Warp trees, then the warps' values combined in warp order by every thread.
   template <typename V, class Op>
-  __device__ V reduce(V v, Op op, V ident) const {
+  __device__ V reduce(V v, Op op) const {
     static_assert(sizeof(V) <= 8, "smem holds 8-byte slots");
     V* sm = static_cast<V*>(smem);
-    const int wl = lane & 31, warp = lane >> 5;
 #pragma unroll
     for (int off = 16; off > 0; off >>= 1) v = op(v, shfl_xor(v, off));
-    __syncthreads();  // sm may still be read by the previous reduction
-    if (wl == 0) sm[warp] = v;
+    __syncthreads();  // the previous reduction's values have been read
+    if ((lane & 31) == 0) sm[lane >> 5] = v;
     __syncthreads();
-    if (warp == 0) {
-      V w = wl < kSize / 32 ? sm[wl] : ident;
+    V r = sm[0];
 #pragma unroll
-      for (int off = 16; off > 0; off >>= 1) w = op(w, shfl_xor(w, off));
-      if (wl == 0) sm[32] = w;
-    }
-    __syncthreads();
-    return sm[32];
+    for (int w = 1; w < kSize / 32; ++w) r = op(r, sm[w]);
+    return r;
   }
   __device__ void sync() const { __syncthreads(); }
 };
@@ -94,7 +90,7 @@ struct HostTeam {
   int lane = 0;
   static constexpr int size = 1;
   template <typename V, class Op>
-  LOSSX_HD V reduce(V v, Op, V) const { return v; }
+  LOSSX_HD V reduce(V v, Op) const { return v; }
   LOSSX_HD void sync() const {}
 };
 #endif

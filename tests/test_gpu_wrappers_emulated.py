@@ -1,5 +1,6 @@
 """The GPU code path of the Python wrappers (pointwise, pairwise/embedding,
-Keras row, tf softmax and CTC families), without a GPU: PyTorch CPU tensors stand in for CUDA tensors
+Keras row, tf softmax, CTC and margin families, poly1_cross_entropy), without a GPU:
+PyTorch CPU tensors stand in for CUDA tensors
 (lossx._gpu.TorchBackend handles them) and the kernel call is sent to the CPU
 kernels with the same raw pointers.
 
@@ -14,7 +15,7 @@ import pytest
 import torch
 
 import lossx
-from lossx import _array, _core, _gpu, ctc, embedding, keras, pointwise, tf
+from lossx import _array, _core, _gpu, ctc, embedding, keras, margin, pointwise, softmax, tf
 
 from test_embedding import _triplet_inputs
 from _util import POINTWISE_OWN_SIGNATURE
@@ -28,7 +29,7 @@ class _Stream:
 
 
 class _CpuKernels:
-    """_core, with the device code of pointwise/pairwise calls replaced by the CPU's."""
+    """_core, with the device code of pointwise/pairwise/margin/cross_entropy/keras_rows/ctc calls replaced by the CPU's."""
 
     device_calls = 0
 
@@ -54,6 +55,12 @@ class _CpuKernels:
     def sigmoid_cross_entropy(self, device, stream, *args):
         return _core.sigmoid_cross_entropy(self._cpu(device, stream), 0, *args)
 
+    def margin(self, device, stream, *args):
+        return _core.margin(self._cpu(device, stream), 0, *args)
+
+    def cross_entropy(self, device, stream, *args):
+        return _core.cross_entropy(self._cpu(device, stream), 0, *args)
+
     def keras_rows(self, device, stream, *args):
         return _core.keras_rows(self._cpu(device, stream), 0, *args)
 
@@ -71,6 +78,8 @@ def fake_gpu(monkeypatch):
     monkeypatch.setattr(embedding, "_core", _CpuKernels())
     monkeypatch.setattr(keras, "_core", _CpuKernels())
     monkeypatch.setattr(tf, "_core", _CpuKernels())
+    monkeypatch.setattr(margin, "_core", _CpuKernels())
+    monkeypatch.setattr(softmax, "_core", _CpuKernels())
     monkeypatch.setattr(ctc, "_core", _CpuKernels())
 
 
@@ -407,3 +416,95 @@ def test_ctc_through_the_gpu_backend(fake_gpu, reduction, layout, rng):
     for a, c in ((gl, cl), (gg, cg)):
         assert isinstance(a, torch.Tensor) and tuple(a.shape) == np.shape(c)
         np.testing.assert_array_equal(a.numpy(), np.asarray(c))
+
+
+@pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
+@pytest.mark.parametrize("shape", [(6, 5), (7,), (0, 4), (3, 1)], ids=str)
+def test_margin_through_the_gpu_backend(fake_gpu, reduction, shape, rng):
+    # multi_margin_loss and multilabel_margin_loss: device labels (any int dtype),
+    # device or host class weights, per-row grad_output, 0-d reduced losses.
+    from test_margin import _mlm_target
+
+    C = shape[-1]
+    x = rng.normal(0, 1, shape).astype(np.float32)
+    y = rng.integers(0, C, shape[:-1])
+    w = rng.uniform(0.5, 2, C).astype(np.float32)
+    go = rng.uniform(-1, 1, shape[:-1]).astype(np.float32) if reduction == "none" else 0.5
+    tgo = t(go) if reduction == "none" else go
+    for p, wt in ((1, None), (2, t(w)), (1, w)):
+        cl, cg = lossx.multi_margin_loss(x, y, p, 0.7, w if wt is not None else None, reduction, return_grad=True,
+                                         grad_output=go)
+        calls = _CpuKernels.device_calls
+        gl, gg = lossx.multi_margin_loss(t(x), t(y.astype(np.int32)), p, 0.7, wt, reduction, return_grad=True,
+                                         grad_output=tgo)
+        assert _CpuKernels.device_calls == calls + 1
+        for a, c in ((gl, cl), (gg, cg)):
+            assert isinstance(a, torch.Tensor) and tuple(a.shape) == np.shape(c)
+            np.testing.assert_array_equal(a.numpy(), np.asarray(c))
+    tt = _mlm_target(rng, shape)
+    cl, cg = lossx.multilabel_margin_loss(x, tt, reduction, return_grad=True, grad_output=go)
+    calls = _CpuKernels.device_calls
+    gl, gg = lossx.multilabel_margin_loss(t(x), t(tt), reduction, return_grad=True, grad_output=tgo)
+    assert _CpuKernels.device_calls == calls + 1
+    for a, c in ((gl, cl), (gg, cg)):
+        assert isinstance(a, torch.Tensor) and tuple(a.shape) == np.shape(c)
+        np.testing.assert_array_equal(a.numpy(), np.asarray(c))
+    f = lossx.multilabel_margin_loss(t(x), t(tt), reduction)
+    np.testing.assert_array_equal(f.numpy(), np.asarray(lossx.multilabel_margin_loss(x, tt, reduction)))
+
+
+def test_margin_bad_labels_through_the_gpu_backend(fake_gpu):
+    x = torch.zeros((3, 3))
+    with pytest.raises(IndexError, match=r"multi_margin_loss: label 3 at position 1 is out of range \[0, 3\)"):
+        lossx.multi_margin_loss(x, torch.tensor([0, 3, 7]))
+    with pytest.raises(IndexError, match=r"label 5 at position \(1, 1\) is out of range \[-1, 3\)"):
+        lossx.multilabel_margin_loss(x, torch.tensor([[0, -1, 9], [1, 5, -1], [0, 1, 2]]))
+    with pytest.raises(TypeError, match="integer class labels"):
+        lossx.multi_margin_loss(x, torch.zeros(3))
+    with pytest.raises(ValueError, match=r"weight has shape \(4,\)"):
+        lossx.multi_margin_loss(x, torch.zeros(3, dtype=torch.int64), weight=torch.ones(4))
+
+
+@pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
+@pytest.mark.parametrize("shape", [(7, 5), (4, 6, 3), (5,), (0, 4)], ids=str)
+def test_poly1_through_the_gpu_backend(fake_gpu, reduction, shape, rng):
+    # The per-row arithmetic between the two cross_entropy sweeps runs in torch
+    # here (float64, rounded once), in NumPy on the CPU path: expm1 and the sums
+    # may differ in the last bits of float64, i.e. not at all after rounding to
+    # float32 but for a rare tie: 2 float32 ulps.
+    x = (2 * rng.standard_normal(shape)).astype(np.float32)
+    rows = (shape[0],) + shape[2:] if len(shape) > 1 else ()
+    C = shape[1] if len(shape) > 1 else shape[0]
+    y = rng.integers(0, C, rows)
+    if y.size > 2:
+        y.reshape(-1)[1] = -100
+    go = rng.uniform(-1, 1, rows).astype(np.float32) if reduction == "none" else 0.5
+    cl, cg = lossx.poly1_cross_entropy(x, y, 0.8, reduction, return_grad=True, grad_output=go)
+    calls = _CpuKernels.device_calls
+    gl, gg = lossx.poly1_cross_entropy(t(x), t(y), 0.8, reduction, return_grad=True,
+                                       grad_output=t(go) if reduction == "none" else go)
+    assert _CpuKernels.device_calls == calls + 2  # the forward sweep, then the gradient sweep
+    for a, c in ((gl, cl), (gg, cg)):
+        assert isinstance(a, torch.Tensor) and tuple(a.shape) == np.shape(c)
+        assert str(a.dtype).split(".")[-1] == np.asarray(c).dtype.name
+        np.testing.assert_allclose(a.numpy(), np.asarray(c), rtol=2.0**-22, atol=1e-30)
+    # A device 0-d grad_output, host labels, forward only.
+    if reduction != "none":
+        gl2, gg2 = lossx.poly1_cross_entropy(t(x), y, 0.8, reduction, return_grad=True, grad_output=t(np.array(0.5)))
+        np.testing.assert_array_equal(gg2.numpy(), gg.numpy())
+    f = lossx.poly1_cross_entropy(t(x), t(y), 0.8, reduction)
+    assert isinstance(f, torch.Tensor)
+    np.testing.assert_array_equal(f.numpy(), gl.numpy())
+
+
+def test_poly1_bad_input_through_the_gpu_backend(fake_gpu):
+    x = torch.ones((2, 3))
+    with pytest.raises(TypeError, match="labels must be integer"):
+        lossx.poly1_cross_entropy(x, torch.zeros(2))
+    with pytest.raises(IndexError, match="position 1"):
+        lossx.poly1_cross_entropy(x, torch.tensor([0, 3]))
+    with pytest.raises(ValueError, match="grad_output"):
+        lossx.poly1_cross_entropy(x, torch.tensor([0, 1]), reduction="none", return_grad=True,
+                                  grad_output=torch.ones(3))
+    with pytest.raises(ValueError, match="grad_output"):
+        lossx.poly1_cross_entropy(x, torch.tensor([0, 1]), return_grad=True, grad_output=torch.ones(2))

@@ -315,3 +315,20 @@ def test_poly1_bad_input():
     with pytest.raises(ValueError, match="grad_output"):
         lossx.poly1_cross_entropy(np.ones((2, 3)), np.array([0, 1]), reduction="none", return_grad=True,
                                   grad_output=np.ones(3))
+
+
+def test_poly1_empty_batch_and_all_ignored():
+    # An empty batch: torch's conventions (mean nan, sum 0), an empty gradient;
+    # cross_entropy takes an empty per-row grad_output (it used to demand one value).
+    x, y = np.zeros((0, 4), np.float32), np.zeros(0, np.int64)
+    for red, want in (("mean", np.nan), ("sum", 0.0)):
+        loss, g = lossx.poly1_cross_entropy(x, y, reduction=red, return_grad=True)
+        np.testing.assert_equal(float(loss), want)
+        assert g.shape == (0, 4)
+    loss, g = lossx.cross_entropy(x, y, reduction="none", return_grad=True, grad_output=np.zeros(0, np.float32))
+    assert loss.shape == (0,) and g.shape == (0, 4)
+    # Every row ignored: mean nan, a zero gradient.
+    x = np.ones((3, 4))
+    loss, g = lossx.poly1_cross_entropy(x, np.full(3, -100), return_grad=True, grad_output=2.0)
+    assert np.isnan(loss)
+    np.testing.assert_array_equal(g, np.zeros((3, 4)))

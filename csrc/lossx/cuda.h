@@ -15,6 +15,7 @@ bool pointwise_supported(PointwiseLoss kind);  // cuda/pointwise.cu has a functo
 Status pairwise(const PairwiseArgs& args, StatusInfo* info);
 Status keras_rows(const KerasRowsArgs& args, StatusInfo* info);
 Status ctc(const CtcArgs& args, StatusInfo* info);
+Status margin(const MarginArgs& args, StatusInfo* info);  // labels are device memory, checked there
 
 }  // namespace cuda
 }  // namespace lossx

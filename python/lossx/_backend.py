@@ -16,6 +16,8 @@ Interface (duck-typed):
   empty(shape, code_or_acc)           -> new array of the caller's library
   full(shape, value, code)            -> filled array
   sum_axes(a, axes)                   -> float64 sum over the (non-empty) axes
+  expm1(a)                            -> exp(a) - 1 element-wise, in the caller's library (small per-row
+                                         arithmetic between two kernel calls, e.g. poly1_cross_entropy)
   to_host(a)                          -> NumPy copy (error messages only: a device-to-host read)
   arg(a)                              -> what _core takes for a (array or pointer)
   scalar(a)                           -> reduced loss as the caller expects
@@ -101,6 +103,10 @@ class NumpyBackend:
     @staticmethod
     def sum_axes(a, axes):
         return np.asarray(a.sum(axis=tuple(axes), dtype=np.float64))
+
+    @staticmethod
+    def expm1(a):
+        return np.expm1(a)
 
     @staticmethod
     def to_host(a):

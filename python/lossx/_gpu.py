@@ -108,6 +108,10 @@ class CupyBackend:
     def sum_axes(self, a, axes):
         return a.sum(axis=tuple(axes), dtype=self._cp.float64)
 
+    def expm1(self, a):
+        with self._dev:
+            return self._cp.expm1(a)
+
     def to_host(self, a):
         return self._cp.asnumpy(a)
 
@@ -208,6 +212,9 @@ class TorchBackend:
 
     def sum_axes(self, a, axes):
         return a.sum(dim=tuple(axes), dtype=self._torch.float64)  # (dim=() would sum everything)
+
+    def expm1(self, a):
+        return self._torch.expm1(a)
 
     def to_host(self, a):
         a = a.detach()

@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 import numbers
 
+import numpy as np
+
 from . import _array as A
 from . import _core
 from ._backend import ACC_OFFSET, backend_for
@@ -146,51 +148,55 @@ def poly1_cross_entropy(logits, labels, epsilon: float = 1.0, reduction: str = "
     0 and are left out of the mean. Composed on the row-softmax kernel: the
     forward is one cross_entropy sweep; the gradient
     ``(1 + epsilon p_t) dCE/dlogits`` is a second sweep that scales each row
-    through cross_entropy's per-row ``grad_output``. NumPy arrays only.
-    ``return_grad=True`` returns ``(loss, d_logits)``.
+    through cross_entropy's per-row ``grad_output``. NumPy and GPU arrays (the
+    per-row arithmetic in between runs in the caller's library, on its device;
+    a reduced loss is a 0-d array there). ``return_grad=True`` returns
+    ``(loss, d_logits)``.
     """
-    import numpy as np
-
     from .softmax import cross_entropy
 
     fn = "poly1_cross_entropy"
-    if not isinstance(logits, np.ndarray) and A.is_gpu(logits):
-        raise RuntimeError(f"{fn}: has no CUDA kernel yet (NumPy arrays only)")
+    be = backend_for(logits, fn)
     red = A.reduction_code(fn, reduction)
     eps = _number(fn, "epsilon", epsilon)
-    y = np.asarray(labels)
-    if y.dtype.kind not in "iu":
+    y = be.asarray(labels, fn, "labels")
+    if not be.is_int(y):
         raise TypeError(f"{fn}: labels must be integer class labels, got {y.dtype}")
-    ce = cross_entropy(logits, y, ignore_index=ignore_index, reduction="none")
-    ce = np.asarray(ce)
+    acc = be.dtype_code(be.asarray(logits), fn, "logits") + ACC_OFFSET
+    ce = cross_entropy(logits, y, ignore_index=ignore_index, reduction="none")  # validates shapes and labels
+    rows_shape = tuple(ce.shape)
     valid = y != ignore_index
-    one_minus_pt = -np.expm1(-ce.astype(np.float64))
-    rows = ce + (eps * one_minus_pt * valid).astype(ce.dtype)
-    if red == 0:
-        out = rows
-    else:
-        total = float(np.sum(rows, dtype=np.float64))
-        if red == 1:
-            total = total / float(np.count_nonzero(valid)) if np.count_nonzero(valid) else float("nan")
-        out = ce.dtype.type(total)
-    if not return_grad:
-        return out
-    if grad_output is None:
-        go = np.ones(rows.shape)
-    elif red == 0:
-        go = np.asarray(grad_output, dtype=np.float64)
-        if go.shape != rows.shape:
-            raise A.shape_error(fn, "grad_output must match the loss", "grad_output", go.shape, "loss", rows.shape)
-    else:
-        go = np.asarray(grad_output, dtype=np.float64)
-        if go.shape not in ((), (1,)):
-            raise A.shape_error(fn, "grad_output must match the loss", "grad_output", go.shape, "loss", ())
-        go = np.full(rows.shape, float(go.reshape(-1)[0]))
+    # float64 per-row arithmetic, rounded once to the loss dtype (as the CPU kernels' rows).
+    one_minus_pt = -be.expm1(-be.contiguous(ce, A.F64).reshape(rows_shape))
+    rows = ce + be.contiguous(eps * one_minus_pt * valid, acc).reshape(rows_shape)
+    count = None
     if red == 1:
-        n = np.count_nonzero(valid)
-        go = go / n if n else go * np.nan
-    # d/dz [CE + eps (1 - exp(-CE))] = (1 + eps p_t) dCE/dz
-    go = (go * (1.0 + eps * (1.0 - one_minus_pt))).astype(ce.dtype)
+        count = be.sum_axes(be.contiguous(valid, A.F64).reshape(-1), (0,))  # non-ignored rows
+    with np.errstate(invalid="ignore", divide="ignore"):  # a mean of nothing is nan, as torch's
+        if red == 0:
+            out = rows
+        else:
+            total = be.sum_axes(rows.reshape(-1), (0,))
+            if red == 1:
+                total = total / count
+            out = be.scalar(be.contiguous(total.reshape(1), acc))
+        if not return_grad:
+            return out
+        if grad_output is None:
+            go = be.full(rows_shape, 1.0, A.F64)
+        elif isinstance(grad_output, numbers.Number) and red != 0:
+            go = be.full(rows_shape, float(grad_output), A.F64)
+        else:
+            g = be.asarray(grad_output, fn, "grad_output")
+            want = rows_shape if red == 0 else ()
+            if tuple(g.shape) != want and not (red != 0 and tuple(g.shape) == (1,)):
+                raise A.shape_error(fn, "grad_output must match the loss", "grad_output", g.shape, "loss", want)
+            g = be.contiguous(g, A.F64)
+            go = g.reshape(rows_shape) if red == 0 else be.full(rows_shape, 1.0, A.F64) * g.reshape(())
+        if red == 1:
+            go = go / count  # no valid row: every row is ignored and gets a zero gradient anyway
+        # d/dz [CE + eps (1 - exp(-CE))] = (1 + eps p_t) dCE/dz
+        go = be.contiguous(go * (1.0 + eps * (1.0 - one_minus_pt)), acc).reshape(rows_shape)
     _, g = cross_entropy(logits, y, ignore_index=ignore_index, reduction="none", return_grad=True,
                          grad_output=go)
     return out, g
