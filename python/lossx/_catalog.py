@@ -26,11 +26,11 @@ CATALOG = {
     # pairwise/embedding family (csrc/cpu/embedding.cc, cuda/embedding.cu)
     "triplet_margin_loss": ("embedding", ("anchor", "positive", "negative")),
     "cosine_embedding_loss": ("embedding", ("input1", "input2")),
-    # margin family (csrc/cpu/margin.cc)
+    # margin family (csrc/cpu/margin.cc, cuda/margin.cu; multilabel_soft_margin: the pointwise kernel's row mode)
     "multilabel_soft_margin_loss": ("margin", ("input",)),
     "multi_margin_loss": ("margin", ("input",)),
     "multilabel_margin_loss": ("margin", ("input",)),
-    # sequence family (csrc/cpu/ctc.cc)
+    # sequence family (csrc/cpu/ctc.cc, cuda/ctc.cu)
     "ctc_loss": ("sequence", ("log_probs",)),
     # composed on the row-softmax kernel (python/lossx/margin.py)
     "poly1_cross_entropy": ("softmax", ("logits",)),
@@ -43,7 +43,8 @@ def names(family=None):
 
 # Framework-semantics namespaces: lossx.keras.<name> (Keras 3) and lossx.tf.<name>
 # (tf.nn). Same entry shape; their differentiable input is y_pred / logits only.
-# The element-wise Keras losses run the pointwise family's kernel in row mode.
+# Row losses: csrc/cpu/keras_rows.cc, cuda/keras_rows.cu. The element-wise Keras
+# losses run the pointwise family's kernel in row mode.
 KERAS = {
     "categorical_crossentropy": ("keras", ("y_pred",)),
     "sparse_categorical_crossentropy": ("keras", ("y_pred",)),
