@@ -64,12 +64,10 @@ HWY_INLINE hn::TFromD<D> RowMax(D d, const hn::TFromD<D>* z, int64_t n) {
 // 2 threads (2 KiB: 20 ms, 8 KiB with rows as the limit: slower than none).
 constexpr int64_t kPrefetchAhead = 4096;
 
-// Prefetches the cache lines of [p, p + kBytes) that lie before end.
-template <typename T>
-HWY_INLINE void PrefetchStep(const char* p, size_t bytes, const T* end) {
-  for (size_t b = 0; b < bytes; b += 64) {
-    if (p + b < reinterpret_cast<const char*>(end)) hwy::Prefetch(p + b);
-  }
+// Prefetches the cache lines of base + [off, off + bytes) below base + limit
+// (offsets, so that no pointer past the array is ever formed).
+HWY_INLINE void PrefetchStep(const char* base, int64_t off, int64_t bytes, int64_t limit) {
+  for (int64_t b = off; b < off + bytes && b < limit; b += 64) hwy::Prefetch(base + b);
 }
 
 // sum_j exp(z_j - m); stores the exponentials into e when kStore.
@@ -79,6 +77,7 @@ HWY_INLINE void PrefetchStep(const char* p, size_t bytes, const T* end) {
 // kCopy: also writes cp_scale * cp_src[0, n) to cp_dst with non-temporal
 // stores, a vector per exp vector (cp_dst must be vector-aligned; see
 // CERowsImpl's streamed gradient).
+// pf_end (>= z + n): the end of the memory read in place, prefetched up to.
 template <bool kStore, bool kAbove, bool kCopy, class D>
 HWY_INLINE hn::TFromD<D> RowExpSum(D d, const hn::TFromD<D>* z, int64_t n, hn::TFromD<D> m,
                                    hn::TFromD<D>* e, const hn::TFromD<D>* cp_src,
@@ -92,10 +91,11 @@ HWY_INLINE hn::TFromD<D> RowExpSum(D d, const hn::TFromD<D>* z, int64_t n, hn::T
   // registers and kept the sums in memory.
   auto s0 = hn::Zero(d), s1 = s0;
   int64_t j = 0;
-  const char* pf = reinterpret_cast<const char*>(z) + kPrefetchAhead;
+  const char* zb = reinterpret_cast<const char*>(z);
+  const int64_t pf_limit = (pf_end - z) * static_cast<int64_t>(sizeof(T));
+  const int64_t step = 2 * L * static_cast<int64_t>(sizeof(T));
   for (; j + 2 * L <= n; j += 2 * L) {
-    PrefetchStep(pf, 2 * L * sizeof(T), pf_end);
-    pf += 2 * L * sizeof(T);
+    PrefetchStep(zb, j * static_cast<int64_t>(sizeof(T)) + kPrefetchAhead, step, pf_limit);
     hn::Vec<D> x[2] = {hn::Sub(hn::LoadU(d, z + j), vm), hn::Sub(hn::LoadU(d, z + j + L), vm)};
     if (kCopy) hn::Stream(hn::Mul(vcp, hn::LoadU(d, cp_src + j)), d, cp_dst + j);
     ExpSoftmaxN<2, kAbove>(d, x);
@@ -128,9 +128,10 @@ HWY_INLINE hn::TFromD<D> RowExpSum(D d, const hn::TFromD<D>* z, int64_t n, hn::T
 }
 
 // The row is swept in chunks small enough for L1, so that each logit is read
-// from memory once and the exp work on one chunk overlaps the prefetch of what
-// follows (software prefetch, kPrefetchAhead; a whole-row max pass first would leave the cores idle during the
-// memory read, and rows beyond L2's size would be read from memory twice).
+// from memory once and the exp work on one chunk overlaps the (software,
+// kPrefetchAhead) prefetch of what follows (a whole-row max pass first would
+// leave the cores idle during the memory read, and rows beyond L2's size would
+// be read from memory twice).
 // Only the first chunk gets a max pass. Later chunks are summed against that
 // max m, which any m does exactly as long as no term overflows: a logit above
 // m is fine (kAbove), and its term shows in the chunk's sum. A chunk whose sum
@@ -183,10 +184,9 @@ struct PendingRow {
 template <bool kStore, class D>
 HWY_INLINE hn::TFromD<D> RowMaxExpSum(D d, const hn::TFromD<D>* z, int64_t n, hn::TFromD<D>* m_out,
                                       hn::TFromD<D>* e, hn::TFromD<D>* chunk_max,
-                                      const PendingRow<D>* pend = nullptr,
-                                      const hn::TFromD<D>* pf_end = nullptr) {
+                                      const hn::TFromD<D>* pf_end,
+                                      const PendingRow<D>* pend = nullptr) {
   using T = hn::TFromD<D>;
-  if (!pf_end) pf_end = z + n;
   constexpr T kInf = std::numeric_limits<T>::infinity();
   constexpr T kNaN = std::numeric_limits<T>::quiet_NaN();
   const bool copy = pend && pend->dst;
@@ -540,9 +540,9 @@ void CERowsImpl(const CEJob& job, int64_t begin, int64_t end) {
     T* cmax = grad_row ? sc.get(sc.cm, NumChunks(C)) : nullptr;
     T m;
     // Logits read in place: prefetch on into this thread's next rows.
-    const T* pf_end = (native && !cap) ? static_cast<const T*>(job.x) + end * C : nullptr;
-    const T s = e ? RowMaxExpSum<true>(d, z, C, &m, e, cmax, &pending, pf_end)
-                  : RowMaxExpSum<false>(d, z, C, &m, nullptr, nullptr, &pending, pf_end);
+    const T* pf_end = (native && !cap) ? static_cast<const T*>(job.x) + end * C : z + C;
+    const T s = e ? RowMaxExpSum<true>(d, z, C, &m, e, cmax, pf_end, &pending)
+                  : RowMaxExpSum<false>(d, z, C, &m, nullptr, nullptr, pf_end, &pending);
     // A finite sum means every chunk was swept, carrying the pending row out.
     if (std::isfinite(s)) {
       pending.Finish();
@@ -804,9 +804,8 @@ void SoftmaxRowsImpl(const SoftmaxJob& job, int64_t begin, int64_t end) {
       z = zb;
     }
     T m;
-    const T* pf_end = native ? static_cast<const T*>(job.x) + end * C : nullptr;
-    const T s = RowMaxExpSum<false>(d, z, C, &m, nullptr, nullptr,
-                                    static_cast<const PendingRow<hn::ScalableTag<T>>*>(nullptr), pf_end);
+    const T* pf_end = native ? static_cast<const T*>(job.x) + end * C : z + C;
+    const T s = RowMaxExpSum<false>(d, z, C, &m, nullptr, nullptr, pf_end);
     T lse;
     if (std::isfinite(s)) {
       lse = m + std::log(s);
