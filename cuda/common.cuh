@@ -37,15 +37,17 @@ inline Status cuda_fail(StatusInfo* info, cudaError_t e, const char* what) {
 template <typename T> struct AccOf { using type = float; };
 template <> struct AccOf<double> { using type = double; };
 
-__device__ __forceinline__ float to_acc(float v) { return v; }
-__device__ __forceinline__ double to_acc(double v) { return v; }
-__device__ __forceinline__ float to_acc(__half v) { return __half2float(v); }
-__device__ __forceinline__ float to_acc(__nv_bfloat16 v) { return __bfloat162float(v); }
+// Host-callable too (the conversions are): the host harnesses in tests/ run
+// row code on half-type storage.
+__host__ __device__ __forceinline__ float to_acc(float v) { return v; }
+__host__ __device__ __forceinline__ double to_acc(double v) { return v; }
+__host__ __device__ __forceinline__ float to_acc(__half v) { return __half2float(v); }
+__host__ __device__ __forceinline__ float to_acc(__nv_bfloat16 v) { return __bfloat162float(v); }
 
-template <typename T> __device__ __forceinline__ T from_acc(float v);
-template <> __device__ __forceinline__ float from_acc<float>(float v) { return v; }
-template <> __device__ __forceinline__ __half from_acc<__half>(float v) { return __float2half_rn(v); }
-template <> __device__ __forceinline__ __nv_bfloat16 from_acc<__nv_bfloat16>(float v) {
+template <typename T> __host__ __device__ __forceinline__ T from_acc(float v);
+template <> __host__ __device__ __forceinline__ float from_acc<float>(float v) { return v; }
+template <> __host__ __device__ __forceinline__ __half from_acc<__half>(float v) { return __float2half_rn(v); }
+template <> __host__ __device__ __forceinline__ __nv_bfloat16 from_acc<__nv_bfloat16>(float v) {
   return __float2bfloat16_rn(v);
 }
 template <typename T> __device__ __forceinline__ T from_acc(double v) { return static_cast<T>(v); }
