@@ -23,8 +23,11 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <type_traits>
 
+#include "ce_reg.cuh"
 #include "common.cuh"
 #include "lossx/cuda.h"
 #include "status.h"
@@ -39,18 +42,7 @@ __device__ __forceinline__ float exp_acc(float x) { return __expf(x); }
 __device__ __forceinline__ double exp_acc(double x) { return exp(x); }
 __device__ __forceinline__ float log_acc(float x) { return __logf(x); }
 __device__ __forceinline__ double log_acc(double x) { return log(x); }
-// tanhf under --use_fast_math may become tanh.approx (about 2^-11 relative
-// error): too coarse for softcap's 1e-5 agreement with the CPU. Odd Taylor
-// series near 0, exp form elsewhere (relative error a few 1e-7).
-__device__ __forceinline__ float tanh_acc(float x) {
-  const float ax = fabsf(x);
-  if (ax < 0.125f) {
-    const float x2 = x * x;
-    return x * (1.f + x2 * (-1.f / 3.f + x2 * (2.f / 15.f + x2 * (-17.f / 315.f))));
-  }
-  const float t = __expf(-2.f * ax);
-  return copysignf((1.f - t) / (1.f + t), x);
-}
+__device__ __forceinline__ float tanh_acc(float x) { return softcap_tanh(x); }
 __device__ __forceinline__ double tanh_acc(double x) { return tanh(x); }
 
 template <typename A> __device__ __forceinline__ A neg_inf() { return -INFINITY; }
@@ -243,46 +235,10 @@ __device__ __forceinline__ A lse_of(const MS<A>& st) {
 
 // --------------------------------------------------------- workspace ----
 
-// One cudaMallocAsync per call. The header first, then chunk partials and the
-// per-row losses.
-struct Header {
-  unsigned long long err_pos;  // smallest bad label position, ~0 when none
-  long long err_val;
-  double norm;      // the mean's denominator
-  double wsum_all;  // sum of the class weights (C without weights)
-  double pad[4];
-};
-
+// One cudaMallocAsync per call: the Header (ce_reg.cuh) first, then chunk
+// partials and the per-row losses.
 constexpr int kChunk = 4096;      // rows per first-stage partial (fixed: determinism)
 constexpr int kReduceThreads = 256;
-
-struct CEParams {
-  int64_t N, C;
-  const void* x;
-  const int64_t* labels;
-  const void* target;
-  const void* w;
-  const void* sw;
-  int64_t ignore_index;
-  double eps, zl, softcap;
-  int reduction;   // Reduction
-  int normalizer;  // Normalizer
-  double normalizer_value;
-  void* loss;       // final output
-  void* row_loss;   // N acc values (output itself for kNone)
-  void* lse;
-  void* grad;
-  void* grad_t;
-  const void* go;
-  Header* hdr;
-  double* prep_part;  // 3 per chunk
-  double* loss_part;  // 1 per chunk
-};
-
-template <typename A>
-__device__ __forceinline__ A ldA(const void* p, int64_t i) {
-  return static_cast<const A*>(p)[i];
-}
 
 // Stage 1 of the label pass: validation and per-chunk sums of
 // (w[y], w[y] * sw, valid) for hard labels, or (sw, 0, 0) for soft targets.
@@ -350,16 +306,6 @@ __global__ void ce_finalize(CEParams p, int64_t nchunks) {
     const unsigned long long pos = p.hdr->err_pos;
     p.hdr->err_val = pos != ~0ull ? static_cast<long long>(p.labels[pos]) : 0;
   }
-}
-
-// d(returned loss)/d(loss_i), as the CPU computes it (double, then acc type).
-template <typename A>
-__device__ __forceinline__ A row_scale(const CEParams& p, int64_t i, bool ignored) {
-  if (ignored) return A(0);
-  double s = p.reduction == static_cast<int>(Reduction::kMean) ? 1.0 / p.hdr->norm : 1.0;
-  if (p.sw) s *= static_cast<double>(ldA<A>(p.sw, i));
-  if (p.go) s *= static_cast<double>(ldA<A>(p.go, p.reduction == static_cast<int>(Reduction::kNone) ? i : 0));
-  return static_cast<A>(s);
 }
 
 template <typename T, typename A>
@@ -515,6 +461,19 @@ __global__ void nll_rows(CEParams p) {
   }
 }
 
+// ce_reg_rows (ce_reg.cuh) with one block, or one cluster of S blocks, per
+// row. The bounds allow 64 registers per thread: the row's 32 and the rest.
+template <typename T, int kThreads, int S>
+__global__ void __launch_bounds__(kThreads, 1024 / kThreads) ce_reg(CEParams p) {
+  __shared__ double red[kThreads / 32];
+  __shared__ double slots[2];
+  const int tid = static_cast<int>(threadIdx.x);
+  const int rank = static_cast<int>(blockIdx.x % S);  // a 1-D grid's clusters are runs of S blocks
+  const ClusterTeam<kThreads, S> tm{rank * kThreads + tid, BlockTeam<kThreads>{tid, red}, slots, 0};
+  ce_reg_rows<T>(tm, p, blockIdx.x / S, gridDim.x / S);
+  tm.end();
+}
+
 // Per-row losses -> per-chunk double partials (fixed chunks, fixed tree).
 template <typename A>
 __global__ void loss_stage1(const A* row_loss, int64_t N, double* part) {
@@ -621,6 +580,104 @@ cudaError_t grid_for(K kernel, int dev, int threads, int64_t rows, int64_t row_b
   return cudaSuccess;
 }
 
+// ce_reg's team for a row of C classes: the smallest that holds it. Blocks
+// of up to 512 threads (two per SM at 64 registers: one loads while the other
+// reduces), then clusters of 2, 4 or 8 of them, then 8 blocks of 1024; without
+// clusters one block of up to 1024. nullptr when the row is too long.
+using RegKernel = void (*)(CEParams);
+struct RegPlan {
+  RegKernel kernel;
+  int threads, cluster;
+};
+
+template <typename T>
+bool reg_plan(int64_t C, bool clusters, RegPlan* plan) {
+  static const RegPlan blocks[] = {{ce_reg<T, 32, 1>, 32, 1},   {ce_reg<T, 64, 1>, 64, 1},
+                                   {ce_reg<T, 128, 1>, 128, 1}, {ce_reg<T, 256, 1>, 256, 1},
+                                   {ce_reg<T, 512, 1>, 512, 1}};
+  static const RegPlan big[] = {{ce_reg<T, 512, 2>, 512, 2}, {ce_reg<T, 512, 4>, 512, 4},
+                                {ce_reg<T, 512, 8>, 512, 8}, {ce_reg<T, 1024, 8>, 1024, 8}};
+  static const RegPlan one_big{ce_reg<T, 1024, 1>, 1024, 1};
+  for (const RegPlan& r : blocks) {
+    if (C <= reg_capacity<T>(r.threads)) {
+      *plan = r;
+      return true;
+    }
+  }
+  if (!clusters) {
+    *plan = one_big;
+    return C <= reg_capacity<T>(one_big.threads);
+  }
+  for (const RegPlan& r : big) {
+    if (C <= reg_capacity<T>(static_cast<int64_t>(r.threads) * r.cluster)) {
+      *plan = r;
+      return true;
+    }
+  }
+  return false;
+}
+
+// Launches ce_reg for p when a team holds its rows; *launched false (and
+// cudaSuccess) otherwise, for ce_rows to take the call.
+template <typename T>
+cudaError_t launch_reg(const CEParams& p, int dev, cudaStream_t stream, bool* launched) {
+  *launched = false;
+  int major = 0, sms = 0;
+  cudaError_t e = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
+  if (e == cudaSuccess) e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
+  if (e != cudaSuccess) return e;
+  bool clusters = major >= 9;
+  if (clusters) {
+    // The cluster code exists only where the kernels were built for sm_90+
+    // (a build for sm_80 alone runs here through its sm_80 PTX).
+    cudaFuncAttributes fa;
+    e = cudaFuncGetAttributes(&fa, ce_reg<T, 512, 2>);
+    if (e != cudaSuccess) return e;
+    clusters = fa.ptxVersion >= 90;
+  }
+  RegPlan pl;
+  if (!reg_plan<T>(p.C, clusters, &pl)) return cudaSuccess;
+  const int64_t N = p.N;
+  if (pl.cluster == 1) {
+    int per_sm = 0;
+    e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, pl.kernel, pl.threads, 0);
+    if (e != cudaSuccess) return e;
+    const int64_t resident = static_cast<int64_t>(sms) * (per_sm > 0 ? per_sm : 1);
+    pl.kernel<<<static_cast<unsigned>(N < resident ? N : resident), pl.threads, 0, stream>>>(p);
+    *launched = true;
+    return cudaGetLastError();
+  }
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeClusterDimension;
+  attr[0].val.clusterDim.x = static_cast<unsigned>(pl.cluster);
+  attr[0].val.clusterDim.y = 1;
+  attr[0].val.clusterDim.z = 1;
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = dim3(static_cast<unsigned>(pl.cluster) * 2 * static_cast<unsigned>(sms));
+  cfg.blockDim = dim3(static_cast<unsigned>(pl.threads));
+  cfg.dynamicSmemBytes = 0;
+  cfg.stream = stream;
+  cfg.attrs = attr;
+  cfg.numAttrs = 1;
+  int nclusters = 0;
+  if (cudaOccupancyMaxActiveClusters(&nclusters, pl.kernel, &cfg) != cudaSuccess || nclusters < 1) {
+    cudaGetLastError();  // no such cluster fits this GPU (or its partition): ce_rows instead
+    return cudaSuccess;
+  }
+  cfg.gridDim = dim3(static_cast<unsigned>(pl.cluster) * static_cast<unsigned>(N < nclusters ? N : nclusters));
+  e = cudaLaunchKernelEx(&cfg, pl.kernel, p);
+  *launched = true;
+  return e;
+}
+
+// LOSSX_CUDA_CE_KERNEL=reg sends cross_entropy with hard labels to ce_reg
+// where a team holds the row; the default stays ce_rows until ce_reg has run
+// tests/cuda on a GPU (tools/gpu_check.sh runs them under both).
+inline bool reg_requested() {
+  const char* v = std::getenv("LOSSX_CUDA_CE_KERNEL");
+  return v != nullptr && std::strcmp(v, "reg") == 0;
+}
+
 template <typename T>
 Status launch_ce(const CrossEntropyArgs& a, StatusInfo* info) {
   using A = typename AccOf<T>::type;
@@ -693,15 +750,27 @@ Status launch_ce(const CrossEntropyArgs& a, StatusInfo* info) {
         step(cudaGetLastError(), "nll_rows launch");
       }
     } else {
-      const int threads = threads_for(C, sizeof(T));
-      int grid = 1;
-      const bool two_pass = a.grad_logits != nullptr || a.grad_target != nullptr;
-      step(grid_for(ce_rows<T>, guard.device(), threads, N, two_pass ? C * static_cast<int64_t>(sizeof(T)) : 0,
-                    &grid),
-           "device attributes");
-      if (err == cudaSuccess) {
-        ce_rows<T><<<grid, threads, 0, stream>>>(p);
-        step(cudaGetLastError(), "ce_rows launch");
+      bool launched = false;
+      if constexpr (!std::is_same<T, double>::value) {
+        // ce_reg moves whole 16-byte vectors: every row must start on one.
+        constexpr int64_t kV = 16 / static_cast<int64_t>(sizeof(T));
+        const bool whole_vectors =
+            C % kV == 0 && aligned16(a.logits) && (a.grad_logits == nullptr || aligned16(a.grad_logits));
+        if (hard && a.grad_target == nullptr && whole_vectors && reg_requested()) {
+          step(launch_reg<T>(p, guard.device(), stream, &launched), "ce_reg launch");
+        }
+      }
+      if (!launched && err == cudaSuccess) {
+        const int threads = threads_for(C, sizeof(T));
+        int grid = 1;
+        const bool two_pass = a.grad_logits != nullptr || a.grad_target != nullptr;
+        step(grid_for(ce_rows<T>, guard.device(), threads, N, two_pass ? C * static_cast<int64_t>(sizeof(T)) : 0,
+                      &grid),
+             "device attributes");
+        if (err == cudaSuccess) {
+          ce_rows<T><<<grid, threads, 0, stream>>>(p);
+          step(cudaGetLastError(), "ce_rows launch");
+        }
       }
     }
   }
