@@ -46,6 +46,18 @@ def check(lib, gpu, cpu, dtype, what, scale=None):
     np.testing.assert_allclose(g[finite], c[finite], rtol=rt, atol=rt * scale + 1e-30, err_msg=what)
 
 
+# cross_entropy with hard labels has two kernels: ce_rows (the default) and
+# ce_reg (the row in registers, clusters on sm_90; LOSSX_CUDA_CE_KERNEL=reg
+# until it has passed here). The CE tests run under both.
+@pytest.fixture(params=["rows", "reg"])
+def ce_kernel(request, monkeypatch):
+    if request.param == "reg":
+        monkeypatch.setenv("LOSSX_CUDA_CE_KERNEL", "reg")
+    else:
+        monkeypatch.delenv("LOSSX_CUDA_CE_KERNEL", raising=False)
+    return request.param
+
+
 def rand_logits(rng, shape, dtype, spread=3.0):
     return (rng.standard_normal(shape) * spread).astype(dtype)
 
@@ -100,9 +112,19 @@ def unpack(res, return_lse):
     return loss, lse, g
 
 
+def check_ce(lib, gpu, cpu, dtype, return_lse, what):
+    """cross_entropy(..., return_grad=True) results: loss, lse, gradient."""
+    gl, glse, gg = unpack(gpu, return_lse)
+    cl, clse, cg = unpack(cpu, return_lse)
+    check(lib, gl, cl, dtype, f"loss {what}")
+    if return_lse:
+        check(lib, glse, clse, dtype, f"lse {what}")
+    check(lib, gg, cg, dtype, f"grad {what}")
+
+
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("case", CE_CASES, ids=lambda c: ",".join(f"{k}={v}" for k, v in c.items()) or "plain")
-def test_cross_entropy_matches_cpu(lib, dtype, case, rng):
+def test_cross_entropy_matches_cpu(ce_kernel, lib, dtype, case, rng):
     for N, C in ((37, 7), (19, 1003), (5, 4099)):
         x, y, w, sw, go, kw = build_ce(rng, N, C, dtype, case)
         cpu = lossx.cross_entropy(x, y, w, sample_weight=sw, grad_output=go, return_grad=True, **kw)
@@ -110,17 +132,11 @@ def test_cross_entropy_matches_cpu(lib, dtype, case, rng):
         gpu = lossx.cross_entropy(d(x), d(y), d(w), sample_weight=d(sw),
                                   grad_output=d(go) if isinstance(go, np.ndarray) else go,
                                   return_grad=True, **kw)
-        rl = kw.get("return_lse", False)
-        cl, clse, cg = unpack(cpu, rl)
-        gl, glse, gg = unpack(gpu, rl)
-        check(lib, gl, cl, dtype, f"loss {N}x{C}")
-        if rl:
-            check(lib, glse, clse, dtype, f"lse {N}x{C}")
-        check(lib, gg, cg, dtype, f"grad {N}x{C}")
+        check_ce(lib, gpu, cpu, dtype, kw.get("return_lse", False), f"{N}x{C}")
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
-def test_forward_only_and_kdim(lib, dtype, rng):
+def test_forward_only_and_kdim(ce_kernel, lib, dtype, rng):
     x = rand_logits(rng, (3, 11, 4, 5), dtype)
     y = rng.integers(0, 11, size=(3, 4, 5)).astype(np.int64)
     y[1, 2, 3] = -100
@@ -193,7 +209,7 @@ def test_log_softmax_logsumexp(lib, dtype, shape, dim, rng):
     check(lib, g, c, dtype, "logsumexp fwd")
 
 
-def test_nonfinite_rows(lib, rng):
+def test_nonfinite_rows(ce_kernel, lib, rng):
     x = rand_logits(rng, (6, 50), np.float32)
     y = rng.integers(0, 50, size=6).astype(np.int64)
     y[1] = y[3] = -100
@@ -215,7 +231,7 @@ def test_nonfinite_rows(lib, rng):
     assert np.isnan(float(to_np(lossx.cross_entropy(to_dev(lib, x), to_dev(lib, y)))))
 
 
-def test_bad_label_then_context_usable(lib, rng):
+def test_bad_label_then_context_usable(ce_kernel, lib, rng):
     x = rand_logits(rng, (20, 9), np.float32)
     y = rng.integers(0, 9, size=20).astype(np.int64)
     y[13], y[5], y[17] = 9, -3, 100
@@ -235,7 +251,7 @@ def test_bad_label_then_context_usable(lib, rng):
         assert float(cp.ones(4).sum()) == 4.0
 
 
-def test_empty_and_all_ignored(lib):
+def test_empty_and_all_ignored(ce_kernel, lib):
     x = np.ones((4, 5), np.float32)
     y = np.full(4, -100, np.int64)
     assert np.isnan(float(to_np(lossx.cross_entropy(to_dev(lib, x), to_dev(lib, y)))))
@@ -248,7 +264,7 @@ def test_empty_and_all_ignored(lib):
     assert float(to_np(lossx.cross_entropy(to_dev(lib, e), to_dev(lib, ye), reduction="sum"))) == 0.0
 
 
-def test_deterministic(lib, rng):
+def test_deterministic(ce_kernel, lib, rng):
     x = rand_logits(rng, (20000, 300), np.float32)
     y = rng.integers(0, 300, size=20000).astype(np.int64)
     dx, dy = to_dev(lib, x), to_dev(lib, y)
@@ -257,7 +273,36 @@ def test_deterministic(lib, rng):
         assert to_np(lossx.cross_entropy(dx, dy)) == a
 
 
-def test_inplace_grad(lib, rng):
+# Rows for every ce_reg team: one block of 32..512 threads, one of 1024 (no
+# clusters), clusters of 2, 4 and 8 blocks on sm_90 (fp32 holds 32 classes per
+# thread, half types 64), and lengths ce_reg leaves to ce_rows (not whole
+# 16-byte vectors; past the largest team).
+REG_SHAPES = [(9, 8), (33, 1000), (7, 4096), (5, 16384), (3, 32768), (3, 65536), (2, 131072), (2, 262144),
+              (3, 1002), (2, 262152)]
+
+
+@pytest.mark.parametrize("dtype", [F32, F16] + ([BF16] if BF16 is not None else []), ids=str)
+@pytest.mark.parametrize("shape", REG_SHAPES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_cross_entropy_team_sizes(ce_kernel, lib, dtype, shape, rng):
+    N, C = shape
+    x = rand_logits(rng, shape, dtype)
+    y = rng.integers(0, C, size=N).astype(np.int64)
+    y[-1] = -100
+    w = rng.uniform(0.2, 2.0, C).astype(np.float32)
+    for kw in (dict(), dict(weight=w, label_smoothing=0.1, z_loss=1e-4, softcap=6.0, return_lse=True)):
+        cpu = lossx.cross_entropy(x, y, return_grad=True, **kw)
+        gkw = dict(kw, weight=to_dev(lib, w)) if "weight" in kw else kw
+        gpu = lossx.cross_entropy(to_dev(lib, x), to_dev(lib, y), return_grad=True, **gkw)
+        check_ce(lib, gpu, cpu, dtype, kw.get("return_lse", False), f"{N}x{C}")
+        # In place: the same gradient bits as the separate buffer.
+        dx = to_dev(lib, x)
+        gkw = dict(gkw, return_lse=False)
+        _, gi = lossx.cross_entropy(dx, to_dev(lib, y), return_grad=True, inplace_grad=True, **gkw)
+        _, gs = lossx.cross_entropy(to_dev(lib, x), to_dev(lib, y), return_grad=True, **gkw)
+        np.testing.assert_array_equal(to_np(gi), to_np(gs), err_msg=f"inplace {N}x{C}")
+
+
+def test_inplace_grad(ce_kernel, lib, rng):
     x = rand_logits(rng, (8, 1000), np.float32)
     y = rng.integers(0, 1000, size=8).astype(np.int64)
     c, cg = lossx.cross_entropy(x, y, return_grad=True)
