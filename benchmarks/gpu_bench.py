@@ -1,4 +1,4 @@
-"""GPU benchmark: lossx vs torch eager and torch.compile.
+"""GPU benchmark: lossx vs torch eager, torch.compile and Liger-Kernel.
 
     python benchmarks/gpu_bench.py --out gpu_bench.json [--families softmax,pointwise]
 
@@ -12,12 +12,19 @@ d target, as lossx returns them; torch's autograd is asked for both too).
 TB/s counts bytes read + bytes written: input and target read (forward), plus
 both gradients written (forward+backward).
 
+lossx runs cross_entropy both with its default kernel (ce_rows, impl "lossx")
+and with the row-in-registers kernel (ce_reg, LOSSX_CUDA_CE_KERNEL=reg, impl
+"lossx-reg"). Liger-Kernel's LigerCrossEntropyFunction is timed where
+liger_kernel (and triton) import: its forward writes the gradient over its
+input, so it gets its own copy of the logits.
+
 Every figure comes with its ratio to a device-to-device copy measured in the
 same run (torch clone of a 4 GB buffer, bytes read + written). Median of many
 reps timed with CUDA events (triton.testing.do_bench when triton is importable).
 """
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -34,6 +41,27 @@ try:
     from triton.testing import do_bench as _do_bench
 except Exception:  # noqa: BLE001 - triton missing or broken
     _do_bench = None
+try:
+    from liger_kernel.ops.cross_entropy import LigerCrossEntropyFunction
+except Exception:  # noqa: BLE001 - liger_kernel or triton missing
+    LigerCrossEntropyFunction = None
+
+
+def with_reg_kernel(fn):
+    """fn run with lossx's ce_reg kernel selected (read at every call)."""
+    def run():
+        os.environ["LOSSX_CUDA_CE_KERNEL"] = "reg"
+        try:
+            return fn()
+        finally:
+            del os.environ["LOSSX_CUDA_CE_KERNEL"]
+    return run
+
+
+def liger_ce(x, y):
+    # (input, target, weight, ignore_index, lse_square_scale, label_smoothing,
+    #  reduction, softcap, return_z_loss, return_token_accuracy, return_predicted_tokens)
+    return LigerCrossEntropyFunction.apply(x, y, None, -100, 0.0, 0.0, "mean", None, False, False, False)[0]
 
 
 def bench(fn, reps=30):
@@ -197,6 +225,18 @@ def main(argv):
                 ("torch", "fwd"): lambda: F.cross_entropy(x, y),
                 ("torch", "fwd+bwd"): t_fwdbwd,
             }
+            impls[("lossx-reg", "fwd")] = with_reg_kernel(impls[("lossx", "fwd")])
+            impls[("lossx-reg", "fwd+bwd")] = with_reg_kernel(impls[("lossx", "fwd+bwd")])
+            xl = None
+            if LigerCrossEntropyFunction is not None and need + nbytes <= free * 0.9:
+                xl = x.clone().requires_grad_(True)  # Liger overwrites it with the gradient
+
+                def t_liger_fwdbwd():
+                    xl.grad = None
+                    liger_ce(xl, y).backward()
+
+                impls[("liger", "fwd")] = lambda: liger_ce(x, y)
+                impls[("liger", "fwd+bwd")] = t_liger_fwdbwd
             if "fwd" in compiled:
                 impls[("torch.compile", "fwd")] = lambda: compiled["fwd"](x, y)
                 impls[("torch.compile", "fwd+bwd")] = lambda: compiled["fwdbwd"](x, y)
@@ -204,6 +244,11 @@ def main(argv):
             ref = float(F.cross_entropy(x.float() if dt != torch.float32 else x, y))
             got = float(lossx.cross_entropy(x, y))
             assert abs(got - ref) <= 1e-4 * abs(ref), (got, ref)
+            got = float(with_reg_kernel(lambda: lossx.cross_entropy(x, y))())
+            assert abs(got - ref) <= 1e-4 * abs(ref), ("ce_reg", got, ref)
+            if xl is not None:
+                got = float(liger_ce(x, y))
+                assert abs(got - ref) <= 1e-3 * abs(ref), ("liger", got, ref)
             for (impl, kind), fn in impls.items():
                 try:
                     ms = bench(fn)
@@ -214,7 +259,7 @@ def main(argv):
                 tbs = moved / (ms * 1e-3) / 1e12
                 rows.append(dict(family="softmax", dtype=dname, rows=N, classes=C, impl=impl, kind=kind, ms=ms,
                                  tbs=tbs, copy_ratio=tbs / copy))
-            del x, y, xg
+            del x, y, xg, xl
             torch.cuda.empty_cache()
     if "pointwise" in families:
         rows += pointwise_rows(copy, compiled_ok=bool(compiled))
