@@ -113,7 +113,7 @@ def ctc_loss(log_probs, targets, input_lengths, target_lengths, blank: int = 0, 
         raise ValueError(f"{fn}: blank is {int(blank)} but must be in [0, C) = [0, {C}) "
                          f"(log_probs has shape {tuple(lp.shape)})")
 
-    t = be.asarray(targets)
+    t = be.asarray(targets, fn, "targets")
     if not be.is_int(t):
         raise TypeError(f"{fn}: targets must hold integer class labels, got dtype {t.dtype}")
     if t.ndim == 1:
@@ -136,7 +136,9 @@ def ctc_loss(log_probs, targets, input_lengths, target_lengths, blank: int = 0, 
     if return_grad:
         grad = be.empty(tuple(lp.shape), code)
         go = _grad_output_arg(be, fn, grad_output, red, loss_shape, acc)
-    _core.ctc(be.device, be.stream, code, T, N, C, be.arg(be.contiguous(lp)), be.arg(be.labels(t)), concatenated,
+    # The contiguous copies must outlive the call: a raw pointer does not keep its array alive.
+    lpc, tgc = be.contiguous(lp), be.labels(t)
+    _core.ctc(be.device, be.stream, code, T, N, C, be.arg(lpc), be.arg(tgc), concatenated,
               S, il, tl, int(blank), bool(zero_infinity), red, be.arg(loss), be.arg(grad), be.arg(go))
     out = loss.reshape(loss_shape) if red == 0 else be.scalar(loss)
     return (out, grad) if return_grad else out
