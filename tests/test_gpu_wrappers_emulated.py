@@ -508,3 +508,91 @@ def test_poly1_bad_input_through_the_gpu_backend(fake_gpu):
                                   grad_output=torch.ones(3))
     with pytest.raises(ValueError, match="grad_output"):
         lossx.poly1_cross_entropy(x, torch.tensor([0, 1]), return_grad=True, grad_output=torch.ones(2))
+
+
+def test_ctc_with_layouts_that_need_copies(fake_gpu, rng):
+    # (T, N, C) log_probs as a transposed (N, T, C) tensor and int32 targets:
+    # both are copied to contiguous int64 / float buffers, which must live
+    # until the kernel has run (a raw pointer does not keep them alive).
+    T, N, C, S = 50, 16, 20, 10
+    lp = torch.from_numpy(rng.standard_normal((N, T, C)).astype(np.float32)).log_softmax(-1).transpose(0, 1)
+    tg = rng.integers(1, C, (N, S)).astype(np.int32)
+    ref = lossx.ctc_loss(lp.contiguous().numpy(), tg, [T] * N, [S] * N, reduction="none")
+    for _ in range(5):  # freed memory is not always reused at once
+        out = lossx.ctc_loss(lp, t(tg), [T] * N, [S] * N, reduction="none")
+        np.testing.assert_array_equal(out.numpy(), ref)
+
+
+def test_bool_labels_of_the_callers_library(fake_gpu, rng):
+    # torch dtypes have no .kind: bool labels are recognised through the backend.
+    p = rng.uniform(0.05, 0.95, (6, 7)).astype(np.float32)
+    yb = rng.random((6, 7)) < 0.5
+    c = lossx.keras.binary_crossentropy(yb, p)
+    g = lossx.keras.binary_crossentropy(t(yb), t(p))
+    assert isinstance(g, torch.Tensor)
+    np.testing.assert_array_equal(g.numpy(), np.asarray(c))
+    c = lossx.keras.categorical_crossentropy(yb, p)
+    g = lossx.keras.categorical_crossentropy(t(yb), t(p))
+    np.testing.assert_array_equal(g.numpy(), np.asarray(c))
+    x = rng.standard_normal((6, 7)).astype(np.float32)
+    c = lossx.tf.sigmoid_cross_entropy_with_logits(labels=yb, logits=x)
+    g = lossx.tf.sigmoid_cross_entropy_with_logits(labels=t(yb), logits=t(x))
+    np.testing.assert_array_equal(g.numpy(), c)
+
+
+@pytest.mark.parametrize("ldt", [torch.uint16, torch.uint32, torch.uint64, torch.uint8, torch.int16])
+def test_unsigned_and_narrow_torch_labels(fake_gpu, rng, ldt):
+    x = rng.standard_normal((9, 11)).astype(np.float32)
+    y = rng.integers(0, 11, 9)
+    c = lossx.cross_entropy(x, y, reduction="none")
+    g = lossx.cross_entropy(t(x), torch.from_numpy(y).to(ldt), reduction="none")
+    np.testing.assert_array_equal(g.numpy(), c)
+
+
+def test_mismatch_messages_name_the_argument(fake_gpu, monkeypatch, rng):
+    # Every argument besides the input names itself when it is on another
+    # device: a "meta" tensor stands for one (the fake input lives on "cpu").
+    meta = lambda a: torch.from_numpy(np.asarray(a)).to("meta")  # noqa: E731
+    x = t(rng.standard_normal((4, 5)).astype(np.float32))
+    y01 = rng.random((4, 5)).astype(np.float32)
+    lab = rng.integers(0, 5, 4)
+    cases = [
+        ("y_true", lambda: lossx.keras.binary_crossentropy(meta(y01), x)),
+        ("y_true", lambda: lossx.keras.categorical_crossentropy(meta(y01), x)),
+        ("y_true", lambda: lossx.keras.sparse_categorical_crossentropy(meta(lab), x)),
+        ("alpha", lambda: lossx.keras.categorical_focal_crossentropy(t(y01), x, alpha=meta(np.ones(5, np.float32)))),
+        ("target", lambda: lossx.multi_margin_loss(x, meta(lab))),
+        ("weight", lambda: lossx.multi_margin_loss(x, t(lab), weight=meta(np.ones(5, np.float32)))),
+        ("target", lambda: lossx.multilabel_soft_margin_loss(x, meta(y01))),
+        ("target", lambda: lossx.multilabel_margin_loss(x, meta(lab.reshape(4, 1).repeat(5, 1)))),
+        ("var", lambda: lossx.gaussian_nll_loss(x, x, meta(np.ones((4, 5), np.float32)))),
+        ("labels", lambda: lossx.tf.sigmoid_cross_entropy_with_logits(labels=meta(y01), logits=x)),
+        ("labels", lambda: lossx.tf.sparse_softmax_cross_entropy_with_logits(labels=meta(lab), logits=x)),
+        ("grad_output", lambda: lossx.tf.sigmoid_cross_entropy_with_logits(
+            labels=t(y01), logits=x, return_grad=True, grad_output=meta(y01))),
+        ("targets", lambda: lossx.ctc_loss(x.reshape(4, 1, 5).log_softmax(-1), meta(np.ones((1, 2), np.int64)),
+                                           [4], [2])),
+    ]
+    for name, call in cases:
+        with pytest.raises(ValueError, match=rf": {name} is on meta but the input is on cpu"):
+            call()
+
+
+def test_is_gpu_asks_dlpack_when_the_cuda_array_interface_raises():
+    # JAX raises from __cuda_array_interface__ for bfloat16 GPU arrays: such an
+    # array is still on the GPU, as its __dlpack_device__ says.
+    class JaxLikeBf16:
+        @property
+        def __cuda_array_interface__(self):
+            raise TypeError("bfloat16 is not supported by __cuda_array_interface__")
+
+        def __dlpack_device__(self):
+            return (2, 0)
+
+    class HostDlpack(JaxLikeBf16):
+        def __dlpack_device__(self):
+            return (1, 0)
+
+    assert _array.is_gpu(JaxLikeBf16())
+    assert not _array.is_gpu(HostDlpack())
+    assert not _array.is_gpu(torch.zeros(3, requires_grad=True))

@@ -60,11 +60,14 @@ def is_gpu(x) -> bool:
     """True for arrays living on a CUDA device (CuPy, PyTorch, Numba, JAX)."""
     if isinstance(x, np.ndarray):
         return False
+    if type(x).__module__.split(".")[0] == "torch":
+        # (torch's __cuda_array_interface__ raises for tensors that require grad)
+        return bool(getattr(x, "is_cuda", False))
     try:
         if hasattr(x, "__cuda_array_interface__"):
             return True
-    except Exception:  # noqa: BLE001 - torch raises RuntimeError for tensors requiring grad
-        return type(x).__module__.split(".")[0] == "torch" and getattr(x, "is_cuda", False)
+    except Exception:  # noqa: BLE001 - e.g. JAX raises it for bfloat16 GPU arrays: ask DLPack below
+        pass
     dev = getattr(x, "__dlpack_device__", None)
     if dev is not None:
         try:

@@ -10,6 +10,7 @@ Interface (duck-typed):
                                          GPU library, or given with NumPy input) raises
   dtype_code(a, fn, argname)          -> lossx dtype code (TypeError otherwise)
   is_int(a)                           -> integer dtype?
+  is_bool(a)                          -> bool dtype?
   labels(a)                           -> contiguous int64 copy/view
   contiguous(a, code=None)            -> C-contiguous (cast to dtype code when given)
   move_last(a, axis), move_back(a, axis), permute(a, axes) (a transposed view)
@@ -59,6 +60,10 @@ class NumpyBackend:
     @staticmethod
     def is_int(a):
         return a.dtype.kind in "iu"
+
+    @staticmethod
+    def is_bool(a):
+        return a.dtype.kind == "b"
 
     @staticmethod
     def is_float(a):

@@ -66,6 +66,10 @@ class CupyBackend:
         return np.dtype(a.dtype).kind in "iu"
 
     @staticmethod
+    def is_bool(a):
+        return np.dtype(a.dtype).kind == "b"
+
+    @staticmethod
     def is_float(a):
         return A.is_float_dtype(np.dtype(a.dtype))
 
@@ -142,6 +146,8 @@ class TorchBackend:
         }
         self._codes = {v: k for k, v in self._dtypes.items()}
         self._ints = {torch.int8, torch.uint8, torch.int16, torch.int32, torch.int64}
+        # The wider unsigned dtypes (torch >= 2.3) convert to int64 like the rest.
+        self._ints |= {getattr(torch, n) for n in ("uint16", "uint32", "uint64") if hasattr(torch, n)}
 
     def _dtype(self, code):
         if code >= ACC_OFFSET:
@@ -175,6 +181,9 @@ class TorchBackend:
 
     def is_int(self, a):
         return a.dtype in self._ints
+
+    def is_bool(self, a):
+        return a.dtype == self._torch.bool
 
     def is_float(self, a):
         return a.dtype in self._codes

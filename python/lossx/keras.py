@@ -108,8 +108,8 @@ def _pred(be, fn, y_pred):
 
 
 def _true_dense(be, fn, y_true, p):
-    t = be.asarray(y_true)
-    if not (be.is_float(t) or be.is_int(t) or t.dtype.kind == "b"):
+    t = be.asarray(y_true, fn, "y_true")
+    if not (be.is_float(t) or be.is_int(t) or be.is_bool(t)):
         raise TypeError(f"{fn}: y_true must hold numbers (float, int or bool), got dtype {t.dtype}")
     if tuple(t.shape) != tuple(p.shape):
         raise A.shape_error(fn, "y_true and y_pred must have the same shape", "y_true", t.shape,
@@ -136,7 +136,7 @@ def _run(fn, kind, y_true, y_pred, *, axis, reduction, return_grad, grad_output,
 
     tm = labels = None
     if kind == _SPARSE:
-        t = be.asarray(y_true)
+        t = be.asarray(y_true, fn, "y_true")
         if t.ndim == p.ndim and t.shape[axes[0]] == 1:  # Keras squeezes a size-1 class axis
             t = t.reshape(loss_shape)
         if tuple(t.shape) != loss_shape:
@@ -164,7 +164,7 @@ def _run(fn, kind, y_true, y_pred, *, axis, reduction, return_grad, grad_output,
 
     av = None
     if alpha_vec is not None:
-        av = be.asarray(alpha_vec)
+        av = be.asarray(alpha_vec, fn, "alpha")
         if tuple(av.shape) != (C,):
             raise A.shape_error(fn, "alpha needs one value per class", "alpha", av.shape, "y_pred", p.shape)
         av = be.contiguous(av, acc)
@@ -334,8 +334,8 @@ def _elementwise(fn, op, y_true, y_pred, *, reduction, return_grad, grad_output,
     p0, code = _pred(be, fn, y_pred)
     acc = code + ACC_OFFSET
     red = _reduction(fn, reduction)
-    t = be.asarray(y_true)
-    if not (be.is_float(t) or be.is_int(t) or t.dtype.kind == "b"):
+    t = be.asarray(y_true, fn, "y_true")
+    if not (be.is_float(t) or be.is_int(t) or be.is_bool(t)):
         raise TypeError(f"{fn}: y_true must hold numbers (float, int or bool), got dtype {t.dtype}")
     t0, p = t, p0
     if same_rank:

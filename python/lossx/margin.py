@@ -52,7 +52,7 @@ def _rows_input(be, fn, input):
 def _weight(be, fn, weight, C, acc, x_shape):
     if weight is None:
         return None
-    w = be.asarray(weight)
+    w = be.asarray(weight, fn, "weight")
     if not be.is_float(w):
         raise TypeError(f"{fn}: weight must be a float array, got {w.dtype}")
     if tuple(w.shape) != (C,):
@@ -73,7 +73,7 @@ def multilabel_soft_margin_loss(input, target, weight=None, reduction: str = "me
     fn = "multilabel_soft_margin_loss"
     be = backend_for(input, fn)
     x, code, C, rows_shape = _rows_input(be, fn, input)
-    t = be.asarray(target)
+    t = be.asarray(target, fn, "target")
     if not (be.is_int(t) or be.is_float(t)):
         raise TypeError(f"{fn}: target must be numeric (0 / 1), got {t.dtype}")
     if tuple(t.shape) != tuple(x.shape):
@@ -103,7 +103,7 @@ def multi_margin_loss(input, target, p: int = 1, margin: float = 1.0, weight=Non
     x, code, C, rows_shape = _rows_input(be, fn, input)
     if isinstance(p, bool) or p not in (1, 2):
         raise ValueError(f"{fn}: p must be 1 or 2, got {p!r}")
-    t = be.asarray(target)
+    t = be.asarray(target, fn, "target")
     if not be.is_int(t):
         raise TypeError(f"{fn}: target must hold integer class labels, got {t.dtype}")
     if tuple(t.shape) != rows_shape:
@@ -129,7 +129,7 @@ def multilabel_margin_loss(input, target, reduction: str = "mean", *, return_gra
     fn = "multilabel_margin_loss"
     be = backend_for(input, fn)
     x, code, C, rows_shape = _rows_input(be, fn, input)
-    t = be.asarray(target)
+    t = be.asarray(target, fn, "target")
     if not be.is_int(t):
         raise TypeError(f"{fn}: target must hold integer class labels, got {t.dtype}")
     if tuple(t.shape) != tuple(x.shape):

@@ -258,7 +258,7 @@ def _var_arg(be, fn, var, shape, code):
         if v < 0:
             raise ValueError(f"{fn}: var must be >= 0, got {v}")
         return be.full(shape, v, code), tuple(range(len(shape))), (), None
-    va = be.asarray(var)
+    va = be.asarray(var, fn, "var")
     if not be.is_float(va):
         raise TypeError(f"{fn}: var must be float32, float64, float16 or bfloat16, got {va.dtype}")
     if bool((va < 0).any()):  # on a GPU: one device-to-host read of the flag

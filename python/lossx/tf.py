@@ -37,15 +37,15 @@ def _grad_output(be, fn, grad_output, shape, acc):
         g = be.empty(shape, acc)
         g[...] = grad_output
         return be.contiguous(g).reshape(-1)
-    g = be.asarray(grad_output)
+    g = be.asarray(grad_output, fn, "grad_output")
     if tuple(g.shape) != tuple(shape):
         raise A.shape_error(fn, "grad_output must match the loss", "grad_output", g.shape, "loss", shape)
     return be.contiguous(g, acc).reshape(-1)
 
 
 def _float_labels(be, fn, labels, x, code):
-    t = be.asarray(labels)
-    if not (be.is_float(t) or be.is_int(t) or t.dtype.kind == "b"):
+    t = be.asarray(labels, fn, "labels")
+    if not (be.is_float(t) or be.is_int(t) or be.is_bool(t)):
         raise TypeError(f"{fn}: labels must hold numbers, got dtype {t.dtype}")
     if tuple(t.shape) != tuple(x.shape):
         raise A.shape_error(fn, "labels and logits must have the same shape", "labels", t.shape,
@@ -99,7 +99,7 @@ def _softmax_rows(fn, kind, labels, logits, axis, return_grad, grad_output):
     loss_shape = moved_shape[:-1]
     tm = lab = None
     if kind == _SPARSE:
-        t = be.asarray(labels)
+        t = be.asarray(labels, fn, "labels")
         if not be.is_int(t):
             raise TypeError(f"{fn}: labels must hold integer class indices, got dtype {t.dtype}")
         if tuple(t.shape) != loss_shape:
