@@ -305,6 +305,37 @@ def test_inplace_grad(rng, opts, C):
         lossx.cross_entropy(x, y, inplace_grad=True)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, "bfloat16"])
+@pytest.mark.parametrize("C", [77, 4099])
+def test_inplace_grad_lse_of_ignored_rows(rng, dtype, C):
+    """An ignored row's gradient is zeros written over the logits: its lse must
+    still be the logits', not log C of the zeros."""
+    if dtype == "bfloat16" and BF16 is None:
+        pytest.skip("needs ml_dtypes")
+    dt = BF16 if dtype == "bfloat16" else dtype
+    x = (3 * rng.standard_normal((13, C))).astype(dt)
+    y = rng.integers(0, C, 13)
+    y[[0, 5, 12]] = -100
+    loss, lse, g = lossx.cross_entropy(x, y, return_grad=True, return_lse=True)
+    buf = x.copy()
+    loss2, lse2, g2 = lossx.cross_entropy(buf, y, return_grad=True, return_lse=True, inplace_grad=True)
+    assert g2 is buf
+    np.testing.assert_array_equal(lse2, lse)
+    np.testing.assert_array_equal(np.asarray(g2, np.float32), np.asarray(g, np.float32))
+    assert not np.any(np.asarray(g2[[0, 5, 12]], np.float32))
+    assert loss2 == loss
+
+
+def test_inplace_grad_with_a_bad_label_leaves_the_logits(rng):
+    x = rng.standard_normal((9, 33)).astype(np.float32)
+    y = rng.integers(0, 33, 9)
+    y[4] = 33
+    buf = x.copy()
+    with pytest.raises(IndexError, match="position 4"):
+        lossx.cross_entropy(buf, y, return_grad=True, return_lse=True, inplace_grad=True)
+    np.testing.assert_array_equal(buf, x)
+
+
 @pytest.mark.parametrize("C", [1, 2, 7, 32, 33])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("opts", [{}, {"label_smoothing": 0.1, "weight": "w"}, {"z_loss": 1e-2}])

@@ -485,14 +485,18 @@ void CERowsImpl(const CEJob& job, int64_t begin, int64_t end) {
       ignored = y == job.ignore_index;
     }
     // Ignored rows: zero loss and exactly zero gradient, whatever the logits hold.
-    if (ignored) {
-      pending.Flush(d, C);
-      row_loss[i] = 0;
+    // With return_lse the zeros are written after the row's lse: the gradient
+    // may be the logits themselves (inplace_grad).
+    const auto zero_grad = [&] {
       if (want_grad) {
         std::memset(static_cast<char*>(job.grad) + off * dtype_size(job.dtype), 0,
                     static_cast<size_t>(C) * dtype_size(job.dtype));
       }
-      if (!lse_out) return;
+    };
+    if (ignored) {
+      pending.Flush(d, C);
+      row_loss[i] = 0;
+      if (!lse_out) return zero_grad();
     }
     const T scale = (want_grad && scales) ? scales[i] : T(0);
     const T swi = sw ? sw[i] : T(1);
@@ -556,7 +560,7 @@ void CERowsImpl(const CEJob& job, int64_t begin, int64_t end) {
       T lsev;
       CERowScalar<T>(job, i, z, t, w, scale, swi, &lossv, &lsev, gb, gtb);
       if (lse_out) lse_out[i] = lsev;
-      if (ignored) return;
+      if (ignored) return zero_grad();
       row_loss[i] = lossv;
       if (gb) StoreRow<T>(gb, C, job.grad, job.dtype, off);
       if (gtb) StoreRow<T>(gtb, C, job.grad_target, job.dtype, off);
@@ -604,7 +608,7 @@ void CERowsImpl(const CEJob& job, int64_t begin, int64_t end) {
     const T log_s = std::log(s);
     const T lse = m + log_s;
     if (lse_out) lse_out[i] = lse;
-    if (ignored) return;
+    if (ignored) return zero_grad();
     T loss = A * log_s - AZ;
     if (zl != 0) loss += zl * lse * lse;
     row_loss[i] = swi * loss;
