@@ -139,6 +139,10 @@ LOSSX_HD void ce_reg_rows(const Team& tm, const CEParams& p, int64_t first, int6
   const float* w = static_cast<const float*>(p.w);
   float* row_loss = static_cast<float*>(p.row_loss);
   float* lse_out = static_cast<float*>(p.lse);
+  // A bad label fails the call (ce_prep recorded it): leave every output, and
+  // the logits under inplace_grad, as they were, as the CPU path does. Every
+  // lane reads the same header, so the whole team returns together.
+  if (p.hdr->err_pos != ~0ull) return;
   const auto zval = [&](T raw) {
     const float z = ld<float>(&raw, 0);
     return cap ? capv * softcap_tanh(z * capinv) : z;

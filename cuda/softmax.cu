@@ -328,6 +328,9 @@ __global__ void __launch_bounds__(1024) ce_rows(CEParams p) {
   A* row_loss = static_cast<A*>(p.row_loss);
   A* lse_out = static_cast<A*>(p.lse);
 
+  // A bad label fails the call (ce_prep found it): leave every output, and the
+  // logits under inplace_grad, as they were, as the CPU path does.
+  if (p.hdr->err_pos != ~0ull) return;
   for (int64_t i = blockIdx.x; i < N; i += gridDim.x) {
     const int64_t off = i * C;
     const T* x = static_cast<const T*>(p.x) + off;
@@ -341,8 +344,10 @@ __global__ void __launch_bounds__(1024) ce_rows(CEParams p) {
     }
     if (ignored) {
       if (threadIdx.x == 0) row_loss[i] = A(0);
-      if (p.grad) row_zero(static_cast<T*>(p.grad) + off, C);  // exact zeros, NaN logits or not
-      if (!lse_out) continue;
+      if (!lse_out) {
+        if (p.grad) row_zero(static_cast<T*>(p.grad) + off, C);  // exact zeros, NaN logits or not
+        continue;
+      }
     }
     const T* t = p.labels ? nullptr : static_cast<const T*>(p.target) + off;
 
@@ -368,6 +373,9 @@ __global__ void __launch_bounds__(1024) ce_rows(CEParams p) {
         }
       }
     });
+    // z_y before the row's reductions: with inplace_grad, warps past the last
+    // barrier below start overwriting x with the gradient, x[y] included.
+    const A zy = (p.labels && !ignored) ? capped<T, A>(to_acc(x[y]), cap, capv, capinv) : A(0);
     st = block_ms(st, sm_ms);
     if (need_acc) {
       acc = block_sum(acc, sm_a);
@@ -375,12 +383,16 @@ __global__ void __launch_bounds__(1024) ce_rows(CEParams p) {
     }
     const A lse = lse_of(st);
     if (lse_out && threadIdx.x == 0) lse_out[i] = lse;
-    if (ignored) continue;
+    if (ignored) {
+      // After the reductions' barriers every read of the row is done, so the
+      // zeros may overwrite it (inplace_grad) without changing its lse.
+      if (p.grad) row_zero(static_cast<T*>(p.grad) + off, C);
+      continue;
+    }
 
     A Acoef, AZ;
     if (p.labels) {
       const A wy = w ? w[y] : A(1);
-      const A zy = capped<T, A>(to_acc(x[y]), cap, capv, capinv);
       Acoef = (A(1) - eps) * wy;
       AZ = Acoef * zy;
       if (eps > A(0)) {
@@ -394,7 +406,7 @@ __global__ void __launch_bounds__(1024) ce_rows(CEParams p) {
     A loss = Acoef * lse - AZ;
     // Plain hard labels: w_y (log s + (m - z_y)) avoids the cancellation of
     // lse - z_y when the logits are large (the CPU path computes the same).
-    if (p.labels && eps == A(0) && lse == lse) loss = Acoef * (log_acc(st.s) + (st.m - capped<T, A>(to_acc(x[y]), cap, capv, capinv)));
+    if (p.labels && eps == A(0) && lse == lse) loss = Acoef * (log_acc(st.s) + (st.m - zy));
     if (zl != A(0)) loss += zl * lse * lse;
     if (threadIdx.x == 0) row_loss[i] = (p.sw ? ldA<A>(p.sw, i) : A(1)) * loss;
     if (!want_grad) continue;

@@ -58,13 +58,15 @@ int run(int lanes, const CEParams& p) {
 // row_loss: N values (sample-weighted, unreduced); lse: N values or null;
 // grad: N*C storage values, null, or x itself (inplace_grad).
 // Returns 0, -1 for an unsupported lane count, -2 when the team's lanes
-// reached different barriers.
+// reached different barriers. err_pos: the bad label position ce_prep
+// recorded, or -1 for none.
 extern "C" int lossx_ce_reg_host(int lanes, int dtype, int64_t N, int64_t C, const void* x, const int64_t* labels,
                                  const float* w, const float* sw, const float* go, int64_t ignore_index, double eps,
                                  double zl, double softcap, int reduction, double norm, double wsum_all,
-                                 float* row_loss, float* lse, void* grad) {
+                                 float* row_loss, float* lse, void* grad, int64_t err_pos) {
   using namespace lossx::cuda;
   Header hdr{};
+  hdr.err_pos = err_pos < 0 ? ~0ull : static_cast<unsigned long long>(err_pos);
   hdr.norm = norm;
   hdr.wsum_all = wsum_all;
   CEParams p{};

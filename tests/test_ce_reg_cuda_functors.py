@@ -37,7 +37,7 @@ def host_lib(tmp_path_factory):
     lib = build_host_lib(tmp_path_factory.mktemp("ce_reg_host"), "ce_reg_host.cu")
     p, i64, i, d = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int, ctypes.c_double
     lib.lossx_ce_reg_host.restype = i
-    lib.lossx_ce_reg_host.argtypes = [i, i, i64, i64, p, p, p, p, p, i64, d, d, d, i, d, d, p, p, p]
+    lib.lossx_ce_reg_host.argtypes = [i, i, i64, i64, p, p, p, p, p, i64, d, d, d, i, d, d, p, p, p, i64]
     return lib
 
 
@@ -57,7 +57,7 @@ def ptr(a):
 
 
 def run_host(lib, x, y, *, lanes, w=None, sw=None, go=None, ignore_index=-100, eps=0.0, zl=0.0, softcap=0.0,
-             reduction="none", norm=1.0, grad=True, lse=True, inplace=False):
+             reduction="none", norm=1.0, grad=True, lse=True, inplace=False, err_pos=-1):
     """(row losses, lse or None, gradient or None) from ce_reg_rows."""
     N, C = x.shape
     code = next(v[1] for v in DTYPES.values() if np.dtype(v[0]) == x.dtype)
@@ -74,7 +74,7 @@ def run_host(lib, x, y, *, lanes, w=None, sw=None, go=None, ignore_index=-100, e
         g = np.full((N, C), -7.0, x.dtype) if grad else None
     red = {"none": 0, "mean": 1, "sum": 2}[reduction]
     rc = lib.lossx_ce_reg_host(lanes, code, N, C, ptr(x), ptr(y), ptr(wv), ptr(swv), ptr(gov), ignore_index, eps, zl,
-                               softcap, red, norm, wsum_all, ptr(row_loss), ptr(lse_out), ptr(g))
+                               softcap, red, norm, wsum_all, ptr(row_loss), ptr(lse_out), ptr(g), err_pos)
     assert rc != -2, "the team's lanes took different paths (disagreeing reductions or barriers)"
     assert rc == 0, f"harness refused the call ({rc})"
     return row_loss, lse_out, g
@@ -257,9 +257,36 @@ def test_out_of_range_label_rows_are_zero(host_lib):
     check(lse, lossx.logsumexp(x, dim=1), "lse of every row", tol(32), 10)
 
 
+@pytest.mark.parametrize("lanes", [1, 3])
+def test_recorded_bad_label_writes_nothing(host_lib, lanes):
+    # With ce_prep's error slot set the call fails: under inplace_grad the
+    # logits must come back as they were (the CPU path never touches them).
+    rng = np.random.default_rng(5)
+    x, y = inputs(rng, 5, 32, np.float32)
+    y[3] = 40
+    buf = x.copy()
+    rows, lse, g = run_host(host_lib, buf, y, lanes=lanes, inplace=True, err_pos=3)
+    np.testing.assert_array_equal(buf, x)
+    assert np.all(rows == -7.0) and np.all(lse == -7.0)
+    rows, lse, g = run_host(host_lib, buf, y, lanes=lanes, inplace=True)  # the same call, no error recorded
+    assert not np.array_equal(buf, x)  # (the check above can fail)
+
+
+@pytest.mark.parametrize("lanes", [1, 3])
+def test_inplace_grad_lse_of_ignored_rows(host_lib, lanes):
+    rng = np.random.default_rng(6)
+    x, y = inputs(rng, 6, 32, np.float32)
+    y[[1, 4]] = -100
+    _, lse, _ = run_host(host_lib, x.copy(), y, lanes=lanes)
+    buf = x.copy()
+    _, lse2, g = run_host(host_lib, buf, y, lanes=lanes, inplace=True)
+    np.testing.assert_array_equal(lse2, lse)
+    assert not np.any(g[[1, 4]])
+
+
 def test_harness_rejects_rows_the_kernel_does_not_take(host_lib):
     x = np.ones((2, 6), np.float32)  # 6 classes: not whole float32 vectors
     y = np.zeros(2, np.int64)
     rl = np.zeros(2, np.float32)
     assert host_lib.lossx_ce_reg_host(1, 0, 2, 6, ptr(x), ptr(y), None, None, None, -100, 0.0, 0.0, 0.0, 0, 1.0,
-                                      6.0, ptr(rl), None, None) == -3
+                                      6.0, ptr(rl), None, None, -1) == -3

@@ -313,6 +313,39 @@ def test_inplace_grad(ce_kernel, lib, rng):
     assert np.array_equal(to_np(dx), to_np(gg))
 
 
+@pytest.mark.parametrize("C", [1000, 4096, 50000])
+def test_inplace_grad_with_lse_ignored_rows_and_large_rows(ce_kernel, lib, rng):
+    # An ignored row's zeros go over the logits only after its lse is formed,
+    # and z_y is read before any warp writes the gradient over it: the same
+    # bits as a separate gradient buffer, every row length and block size.
+    N = 12
+    x = rand_logits(rng, (N, C), np.float32)
+    y = rng.integers(0, C, size=N).astype(np.int64)
+    y[[0, 7]] = -100
+    for kw in (dict(), dict(label_smoothing=0.1, z_loss=1e-3, softcap=8.0)):
+        l1, lse1, g1 = lossx.cross_entropy(to_dev(lib, x), to_dev(lib, y), return_grad=True, return_lse=True, **kw)
+        dx = to_dev(lib, x)
+        l2, lse2, g2 = lossx.cross_entropy(dx, to_dev(lib, y), return_grad=True, return_lse=True,
+                                           inplace_grad=True, **kw)
+        np.testing.assert_array_equal(to_np(lse2), to_np(lse1))
+        np.testing.assert_array_equal(to_np(g2), to_np(g1))
+        assert float(to_np(l2)) == float(to_np(l1))
+        assert not np.any(to_np(g2)[[0, 7]])
+        check(lib, lse2, lossx.logsumexp(x, dim=1), np.float32, "lse of every row")
+
+
+def test_inplace_grad_with_a_bad_label_leaves_the_logits(ce_kernel, lib, rng):
+    # As on the CPU: the call fails and the logits are untouched (the
+    # kernels return at once when ce_prep has recorded a bad label).
+    x = rand_logits(rng, (9, 4096), np.float32)
+    y = rng.integers(0, 4096, size=9).astype(np.int64)
+    y[4] = 4096
+    dx = to_dev(lib, x)
+    with pytest.raises(IndexError, match="position 4"):
+        lossx.cross_entropy(dx, to_dev(lib, y), return_grad=True, return_lse=True, inplace_grad=True)
+    np.testing.assert_array_equal(to_np(dx), x)
+
+
 @pytest.mark.skipif("torch" not in LIBS, reason="needs CUDA PyTorch")
 def test_torch_stream_ordering(rng):
     # Work queued on a side stream: lossx must run after it on the same stream.
