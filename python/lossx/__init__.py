@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import os as _os
+import sys as _sys
 
 from . import _core
 from ._catalog import CATALOG
@@ -18,6 +19,12 @@ from .margin import (  # noqa: E402
     multi_margin_loss, multilabel_margin_loss, multilabel_soft_margin_loss,
     poly1_cross_entropy)
 from .ctc import ctc_loss  # noqa: E402
+from . import _foreign  # noqa: E402
+
+# Numba and JAX GPU arrays go through every public loss (lossx/_foreign.py).
+_foreign.install(_sys.modules[__name__], CATALOG)
+_foreign.install(keras, keras.__all__, "keras.")
+_foreign.install(tf, tf.__all__, "tf.")
 
 __version__ = _core.version()
 

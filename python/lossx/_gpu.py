@@ -5,10 +5,8 @@ caller's current stream of that device; outputs are allocated by the caller's
 library (CuPy in -> CuPy out, torch in -> torch out) and nothing is copied to
 the host. The kernels receive raw device pointers (ints).
 
-JAX arrays are refused with a TypeError: JAX buffers are immutable and owned by
-its runtime, so lossx cannot hand back JAX outputs it wrote itself without a
-copy; convert with ``torch.from_dlpack(x)`` or ``cupy.from_dlpack(x)`` (zero-copy)
-instead.
+Numba device arrays and JAX arrays never get here: the public functions hand
+them over as CuPy / PyTorch views of the same memory (lossx/_foreign.py).
 """
 from __future__ import annotations
 
@@ -267,12 +265,10 @@ def backend_for(x, fn):
         return TorchBackend(x)
     if mod == "cupy":
         return CupyBackend(x)
-    if mod in ("jax", "jaxlib"):
-        raise TypeError(
-            f"{fn}: JAX arrays are not supported on the GPU (lossx cannot return JAX outputs without a copy); "
-            "pass torch.from_dlpack(x) or cupy.from_dlpack(x) instead (zero-copy)"
-        )
+    if mod in ("jax", "jaxlib", "numba"):
+        raise TypeError(f"{fn}: {mod} arrays are taken by the public functions (lossx.<loss>), "
+                        "which convert them; call those")
     raise TypeError(
         f"{fn}: GPU arrays of type {type(x).__module__}.{type(x).__name__} are not supported; "
-        "pass a CuPy array or a PyTorch CUDA tensor (e.g. cupy.asarray(x), zero-copy)"
+        "pass a CuPy, Numba or JAX array or a PyTorch CUDA tensor (e.g. cupy.asarray(x), zero-copy)"
     )
