@@ -26,6 +26,29 @@ inline Status cuda_fail(StatusInfo* info, cudaError_t e, const char* what) {
   return fail(info, Status::kDeviceError, msg);
 }
 
+// Calls that read a flag back to the host (the label and value checks) cannot
+// be captured into a CUDA graph: the synchronisation would invalidate the
+// capture with an opaque error. Refuse first, before anything is queued, so
+// the capture stays valid and the caller learns why.
+inline Status refuse_capture(cudaStream_t s, const char* what, StatusInfo* info) {
+  cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
+  const cudaError_t e = cudaStreamIsCapturing(s, &cs);
+  if (e != cudaSuccess) return cuda_fail(info, e, "cudaStreamIsCapturing");
+  if (cs == cudaStreamCaptureStatusNone) return Status::kOk;
+  char msg[240];
+  std::snprintf(msg, sizeof(msg),
+                "%s reads a check flag back to the host (one small copy and a stream synchronisation), "
+                "which CUDA graph capture does not allow; run it outside the captured region",
+                what);
+  return fail(info, Status::kDeviceError, msg);
+}
+
+#define LOSSX_NO_CAPTURE(stream, what)                                       \
+  do {                                                                       \
+    const Status s_ = refuse_capture((stream), (what), info);                \
+    if (s_ != Status::kOk) return s_;                                        \
+  } while (0)
+
 #define LOSSX_CU(call)                                     \
   do {                                                     \
     const cudaError_t err_ = (call);                       \

@@ -323,6 +323,7 @@ Status launch(const PairwiseArgs& a, const F& f, StatusInfo* info) {
   const int64_t N = a.rows;
   const bool none = a.reduction == Reduction::kNone;
   const bool check = F::kIn == 2;  // cosine's target rule
+  if (check) LOSSX_NO_CAPTURE(stream, "cosine_embedding_loss");
 
   PairParams<T> p;
   p.N = N;

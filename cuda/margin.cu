@@ -268,6 +268,7 @@ Status margin_typed(const MarginArgs& a, StatusInfo* info) {
   const int64_t N = a.rows, C = a.classes;
   const bool none = a.reduction == Reduction::kNone;
   const bool multi = a.loss == MarginLoss::kMultiMargin;
+  LOSSX_NO_CAPTURE(stream, "multi_margin_loss / multilabel_margin_loss");
   const bool block_team = C >= kBlockTeamDim;
   const int64_t teams_per_block = block_team ? 1 : kThreads / 32;
 

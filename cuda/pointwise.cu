@@ -877,6 +877,7 @@ Status launch(const PointwiseArgs& a, StatusInfo* info) {
   const int64_t n = a.n;
   const bool none = a.reduction == Reduction::kNone;
   const bool grad = a.grad_input != nullptr || a.grad_target != nullptr || a.grad_var != nullptr;
+  if (kCheck) LOSSX_NO_CAPTURE(stream, "this loss's input/target range check");
 
   PwParams<T> p;
   p.n = n;

@@ -698,6 +698,7 @@ Status launch_ce(const CrossEntropyArgs& a, StatusInfo* info) {
   cudaStream_t stream = static_cast<cudaStream_t>(a.stream);
   const int64_t N = a.rows, C = a.classes;
   const bool hard = a.labels != nullptr;
+  if (hard) LOSSX_NO_CAPTURE(stream, "cross_entropy / nll_loss with integer labels");
   if (a.log_probs_input && !hard) return fail(info, Status::kInvalidArgument, "nll_loss needs integer labels");
   const bool reduce = a.reduction != Reduction::kNone;
   const int64_t nchunks = (N + kChunk - 1) / kChunk;

@@ -347,6 +347,28 @@ def test_inplace_grad_with_a_bad_label_leaves_the_logits(ce_kernel, lib, rng):
 
 
 @pytest.mark.skipif("torch" not in LIBS, reason="needs CUDA PyTorch")
+def test_cuda_graph_capture(rng):
+    # Integer labels need one host read (the label check): under capture the
+    # call is refused before it queues anything, with a message saying so.
+    # Soft targets read nothing back: they capture, and replays give the eager value.
+    x = torch.from_numpy(rand_logits(rng, (64, 1000), np.float32)).cuda()
+    y = torch.from_numpy(rng.integers(0, 1000, 64)).cuda()
+    t = torch.softmax(torch.from_numpy(rand_logits(rng, (64, 1000), np.float32)).cuda(), -1)
+    ref = lossx.cross_entropy(x, t)
+    torch.cuda.synchronize()
+    with pytest.raises(RuntimeError, match="CUDA graph capture does not allow"):
+        with torch.cuda.graph(torch.cuda.CUDAGraph()):
+            lossx.cross_entropy(x, y)
+    g = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(g):
+        out = lossx.cross_entropy(x, t)
+    for _ in range(2):
+        g.replay()
+        torch.cuda.synchronize()
+        assert float(out) == float(ref)
+
+
+@pytest.mark.skipif("torch" not in LIBS, reason="needs CUDA PyTorch")
 def test_torch_stream_ordering(rng):
     # Work queued on a side stream: lossx must run after it on the same stream.
     N, C = 64, 5000
