@@ -21,7 +21,9 @@
 //           (keras_row_from_sums), then the gradient a t + b p + c element-wise;
 //   reduce  row losses -> fixed-chunk partials -> one block (deterministic).
 // from_logits cross entropies (dense and sparse) go to the row-softmax kernels
-// (cuda/softmax.cu), as on the CPU. Built without --use_fast_math.
+// (cuda/softmax.cu), as on the CPU. Sparse ones then synchronise twice: the
+// check's count is the mean's divisor, a host value of cross_entropy's call,
+// which makes its own label check. Built without --use_fast_math.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -412,6 +414,7 @@ Status keras_typed(const KerasRowsArgs& a, StatusInfo* info) {
   const bool sparse = a.kind == KerasLoss::kSparseCategoricalCE;
   int64_t count = N;
   if (sparse) {
+    LOSSX_NO_CAPTURE(stream, "sparse_categorical_crossentropy");
     const Status s = check_sparse(a, stream, &count, info);
     if (s != Status::kOk) return s;
   }
