@@ -326,6 +326,19 @@ def test_inplace_grad_lse_of_ignored_rows(rng, dtype, C):
     assert loss2 == loss
 
 
+def test_inplace_grad_bumps_torch_version_counter(rng):
+    # Autograd must see the write: a graph that saved x refuses its backward.
+    x = torch.from_numpy(rng.standard_normal((5, 7)).astype(np.float32))
+    y = rng.integers(0, 7, 5)
+    leaf = torch.zeros(1, requires_grad=True)
+    z = (x * leaf).exp().sum()  # exp saves its output, mul saves x
+    v0 = x._version
+    lossx.cross_entropy(x, y, return_grad=True, inplace_grad=True)
+    assert x._version > v0
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        z.backward()
+
+
 def test_inplace_grad_with_a_bad_label_leaves_the_logits(rng):
     x = rng.standard_normal((9, 33)).astype(np.float32)
     y = rng.integers(0, 33, 9)

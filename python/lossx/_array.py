@@ -56,6 +56,16 @@ def as_labels(name: str, target: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(target, dtype=np.int64)
 
 
+def mark_written(x) -> None:
+    """Tell PyTorch that lossx wrote into tensor `x` through its raw pointer
+    (inplace_grad): autograd then refuses a backward that saved the old values,
+    as it does after torch's own in-place operations."""
+    if type(x).__module__.split(".")[0] == "torch":
+        import torch
+
+        torch.autograd.graph.increment_version(x)
+
+
 def is_gpu(x) -> bool:
     """True for arrays living on a CUDA device (CuPy, PyTorch, Numba, JAX)."""
     if isinstance(x, np.ndarray):

@@ -194,6 +194,8 @@ def cross_entropy(
         be.device, be.stream, code, M, C, be.arg(xm), be.arg(labels), be.arg(tm), be.arg(w), be.arg(sw),
         int(ignore_index), float(label_smoothing), float(z_loss), cap, red, norm_code, norm_value,
         bool(_log_probs), be.arg(loss), be.arg(lse), be.arg(grad), be.arg(grad_t), be.arg(go))
+    if inplace_grad:
+        A.mark_written(input)
 
     out_loss = loss.reshape(loss_shape) if red == 0 else be.scalar(loss)
     result = [out_loss]
