@@ -165,3 +165,34 @@ def test_cai_view_drops_the_stream_and_keeps_the_owner():
     assert "stream" not in v.__cuda_array_interface__ and v.__cuda_array_interface__["version"] == 2
     assert v._owner is owner
     assert v.__cuda_array_interface__["data"][0] == owner.t.data_ptr()
+
+
+class _Device:
+    entered = []
+
+    def __init__(self, i):
+        self.id = i
+
+    def __enter__(self):
+        _Device.entered.append(self.id)
+
+    def __exit__(self, *exc):
+        _Device.entered.append(-1)
+
+
+class ndarray(np.ndarray):  # noqa: N801 - stands for cupy.ndarray (the wrapper keys on module and name)
+    device = _Device(3)
+
+
+ndarray.__module__ = "cupy._core.core"
+
+
+def test_cupy_calls_run_under_the_inputs_device(rng):
+    # A CuPy stand-in (a NumPy subclass, so the CPU path computes it): the whole
+    # call runs inside `with x.device`, where CuPy's allocations and launches go.
+    x = rng.standard_normal((4, 6)).view(ndarray)
+    y = rng.integers(0, 6, 4)
+    _Device.entered.clear()
+    out = lossx.cross_entropy(x, y)
+    assert _Device.entered == [3, -1]
+    assert float(out) == float(lossx.cross_entropy(np.asarray(x).view(np.ndarray), y))

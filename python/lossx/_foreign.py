@@ -16,6 +16,10 @@ orders the call after JAX's producer; the outputs go back through DLPack, which
 orders JAX's consumers after the call.
 
 JAX arrays are immutable: ``inplace_grad=True`` with a JAX input is refused.
+
+The same wrapper runs a call with a CuPy array under that array's device
+(``with x.device``): CuPy allocates and launches on the current device, which
+need not be the input's on a multi-GPU machine.
 """
 from __future__ import annotations
 
@@ -29,7 +33,11 @@ class _Kinds(dict):
 
     def __missing__(self, t):
         mod = t.__module__.partition(".")[0]
-        k = self[t] = "numba" if mod == "numba" else "jax" if mod in ("jax", "jaxlib") else None
+        if mod == "cupy" and t.__name__ == "ndarray":
+            k = "cupy"
+        else:
+            k = "numba" if mod == "numba" else "jax" if mod in ("jax", "jaxlib") else None
+        self[t] = k
         return k
 
 
@@ -154,13 +162,18 @@ def _convert_out(r, carrier, kind):
     return r
 
 
-def call(f, fn, kind, args, kw):
-    """f(*args, **kw) with its Numba/JAX arrays as carrier views."""
+def call(f, fn, kind, first, args, kw):
+    """f(*args, **kw) with its Numba/JAX arrays as carrier views; a CuPy call
+    under its first array's device (CuPy launches on the current device, which
+    may be another GPU)."""
+    if kind == "cupy":
+        with first.device:
+            return f(*args, **kw)
     carrier = _carrier(fn)
     if kind == "jax" and kw.get("inplace_grad"):
         raise ValueError(f"{fn}: inplace_grad=True cannot write into a JAX array (JAX arrays are immutable); "
                          "drop inplace_grad, or pass a CuPy array or a PyTorch tensor")
-    kinds = {k for k in map(_kind, list(args) + list(kw.values())) if k}
+    kinds = {k for k in map(_kind, list(args) + list(kw.values())) if k in ("numba", "jax")}
     if len(kinds) > 1:
         raise TypeError(f"{fn}: pass arrays of one library, got both Numba and JAX arrays")
     stream = None
@@ -171,7 +184,7 @@ def call(f, fn, kind, args, kw):
                 break
 
     def conv(a):
-        if _kind(a) is None:
+        if _kind(a) not in ("numba", "jax"):
             return a
         return carrier.from_cai(a) if kind == "numba" else carrier.from_dlpack(a)
 
@@ -195,11 +208,11 @@ def interop(f, fn=None):
     def wrapper(*args, **kw):
         for a in args:
             if kinds[type(a)]:
-                return call(f, fn, kinds[type(a)], args, kw)
+                return call(f, fn, kinds[type(a)], a, args, kw)
         if kw:
             for a in kw.values():
                 if kinds[type(a)]:
-                    return call(f, fn, kinds[type(a)], args, kw)
+                    return call(f, fn, kinds[type(a)], a, args, kw)
         return f(*args, **kw)
 
     wrapper.__wrapped_by_lossx_interop__ = True
