@@ -124,7 +124,12 @@ constexpr int64_t reg_capacity(int64_t lanes) {
 // (j >= C) hold nothing and are skipped.
 // Every lane of the team runs this with the same rows, so the team's
 // reductions (the only synchronisation) are reached by all lanes together.
-template <typename T, class Team>
+//
+// kOpts false compiles out softcap and label smoothing (the caller guarantees
+// p.softcap <= 0 and p.eps == 0): their tanh and extra terms, live next to the
+// row's 32 registers, made ptxas spill 40-58 bytes per bf16 thread in every team
+// (sm_90, 64 registers); without them no team below 1024x8 spills.
+template <typename T, bool kOpts, class Team>
 LOSSX_HD void ce_reg_rows(const Team& tm, const CEParams& p, int64_t first, int64_t step) {
   constexpr int V = 16 / sizeof(T);
   // 32-bit offsets within a row (C <= reg_capacity < 2^31): fewer live
@@ -132,9 +137,9 @@ LOSSX_HD void ce_reg_rows(const Team& tm, const CEParams& p, int64_t first, int6
   const int C = static_cast<int>(p.C);
   const int stride = Team::size * V;  // elements between a lane's vectors
   const int j0 = tm.lane * V;
-  const bool cap = p.softcap > 0;
+  const bool cap = kOpts && p.softcap > 0;
   const float capv = static_cast<float>(p.softcap), capinv = cap ? 1.f / capv : 0.f;
-  const float eps = static_cast<float>(p.eps), zl = static_cast<float>(p.zl);
+  const float eps = kOpts ? static_cast<float>(p.eps) : 0.f, zl = static_cast<float>(p.zl);
   const float inv_c = 1.f / static_cast<float>(C);
   const float* w = static_cast<const float*>(p.w);
   float* row_loss = static_cast<float*>(p.row_loss);
@@ -268,6 +273,9 @@ LOSSX_HD void ce_reg_rows(const Team& tm, const CEParams& p, int64_t first, int6
     }
   }
 }
+
+// Does the call need ce_reg_rows' kOpts = true variant?
+LOSSX_HD bool ce_reg_needs_opts(const CEParams& p) { return p.softcap > 0 || p.eps != 0; }
 
 }  // namespace
 }  // namespace cuda

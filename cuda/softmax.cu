@@ -475,14 +475,14 @@ __global__ void nll_rows(CEParams p) {
 
 // ce_reg_rows (ce_reg.cuh) with one block, or one cluster of S blocks, per
 // row. The bounds allow 64 registers per thread: the row's 32 and the rest.
-template <typename T, int kThreads, int S>
+template <typename T, int kThreads, int S, bool kOpts>
 __global__ void __launch_bounds__(kThreads, 1024 / kThreads) ce_reg(CEParams p) {
   __shared__ double red[kThreads / 32];
   __shared__ double slots[2];
   const int tid = static_cast<int>(threadIdx.x);
   const int rank = static_cast<int>(blockIdx.x % S);  // a 1-D grid's clusters are runs of S blocks
   const ClusterTeam<kThreads, S> tm{rank * kThreads + tid, BlockTeam<kThreads>{tid, red}, slots, 0};
-  ce_reg_rows<T>(tm, p, blockIdx.x / S, gridDim.x / S);
+  ce_reg_rows<T, kOpts>(tm, p, blockIdx.x / S, gridDim.x / S);
   tm.end();
 }
 
@@ -602,14 +602,14 @@ struct RegPlan {
   int threads, cluster;
 };
 
-template <typename T>
+template <typename T, bool O>
 bool reg_plan(int64_t C, bool clusters, RegPlan* plan) {
-  static const RegPlan blocks[] = {{ce_reg<T, 32, 1>, 32, 1},   {ce_reg<T, 64, 1>, 64, 1},
-                                   {ce_reg<T, 128, 1>, 128, 1}, {ce_reg<T, 256, 1>, 256, 1},
-                                   {ce_reg<T, 512, 1>, 512, 1}};
-  static const RegPlan big[] = {{ce_reg<T, 512, 2>, 512, 2}, {ce_reg<T, 512, 4>, 512, 4},
-                                {ce_reg<T, 512, 8>, 512, 8}, {ce_reg<T, 1024, 8>, 1024, 8}};
-  static const RegPlan one_big{ce_reg<T, 1024, 1>, 1024, 1};
+  static const RegPlan blocks[] = {{ce_reg<T, 32, 1, O>, 32, 1},   {ce_reg<T, 64, 1, O>, 64, 1},
+                                   {ce_reg<T, 128, 1, O>, 128, 1}, {ce_reg<T, 256, 1, O>, 256, 1},
+                                   {ce_reg<T, 512, 1, O>, 512, 1}};
+  static const RegPlan big[] = {{ce_reg<T, 512, 2, O>, 512, 2}, {ce_reg<T, 512, 4, O>, 512, 4},
+                                {ce_reg<T, 512, 8, O>, 512, 8}, {ce_reg<T, 1024, 8, O>, 1024, 8}};
+  static const RegPlan one_big{ce_reg<T, 1024, 1, O>, 1024, 1};
   for (const RegPlan& r : blocks) {
     if (C <= reg_capacity<T>(r.threads)) {
       *plan = r;
@@ -643,12 +643,14 @@ cudaError_t launch_reg(const CEParams& p, int dev, cudaStream_t stream, bool* la
     // The cluster code exists only where the kernels were built for sm_90+
     // (a build for sm_80 alone runs here through its sm_80 PTX).
     cudaFuncAttributes fa;
-    e = cudaFuncGetAttributes(&fa, ce_reg<T, 512, 2>);
+    e = cudaFuncGetAttributes(&fa, ce_reg<T, 512, 2, true>);
     if (e != cudaSuccess) return e;
     clusters = fa.ptxVersion >= 90;
   }
   RegPlan pl;
-  if (!reg_plan<T>(p.C, clusters, &pl)) return cudaSuccess;
+  const bool planned = ce_reg_needs_opts(p) ? reg_plan<T, true>(p.C, clusters, &pl)
+                                            : reg_plan<T, false>(p.C, clusters, &pl);
+  if (!planned) return cudaSuccess;
   const int64_t N = p.N;
   if (pl.cluster == 1) {
     int per_sm = 0;

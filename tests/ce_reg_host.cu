@@ -18,6 +18,16 @@ namespace lossx {
 namespace cuda {
 namespace {
 
+// The variant the launcher picks (launch_reg): options compiled in only when used.
+template <typename T, class Team>
+void rows(const Team& tm, const CEParams& p, int64_t first, int64_t step) {
+  if (ce_reg_needs_opts(p)) {
+    ce_reg_rows<T, true>(tm, p, first, step);
+  } else {
+    ce_reg_rows<T, false>(tm, p, first, step);
+  }
+}
+
 template <typename T, int S>
 int threaded(const CEParams& p, int row_teams) {
   // row_teams teams of S lanes, team t taking rows t, t + row_teams, ...:
@@ -29,7 +39,7 @@ int threaded(const CEParams& p, int row_teams) {
     for (int l = 0; l < S; ++l)
       th.emplace_back([&, t, l] {
         const ThreadTeam<S> tm{l, &sh[t]};
-        ce_reg_rows<T>(tm, p, t, row_teams);
+        rows<T>(tm, p, t, row_teams);
       });
   for (auto& x : th) x.join();
   for (auto& s : sh)
@@ -40,7 +50,7 @@ int threaded(const CEParams& p, int row_teams) {
 template <typename T>
 int run(int lanes, const CEParams& p) {
   switch (lanes) {
-    case 1: ce_reg_rows<T>(HostTeam{}, p, 0, 1); return 0;
+    case 1: rows<T>(HostTeam{}, p, 0, 1); return 0;
     case 3: return threaded<T, 3>(p, 2);
     case 32: return threaded<T, 32>(p, 1);
     case 64: return threaded<T, 64>(p, 1);
