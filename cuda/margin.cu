@@ -177,7 +177,7 @@ LOSSX_HD A row_scale(bool want_grad, A base, const A* go, bool per_row_go, int64
 constexpr int kThreads = 256;
 constexpr int64_t kBlockTeamDim = 2048;  // rows this long or longer: a block per row
 constexpr int64_t kRowChunk = 4096;      // rows per first-stage partial of a reduction
-constexpr size_t kMaxSmemMask = 48 * 1024;  // dynamic shared memory without opting in
+constexpr size_t kMaxSmem = 48 * 1024;  // static + dynamic shared memory without opting in
 
 // --------------------------------------------------------------- kernel ----
 
@@ -294,10 +294,14 @@ Status margin_typed(const MarginArgs& a, StatusInfo* info) {
   bool global_mask = false;
   if (!multi) {
     const size_t mask_bytes = sizeof(unsigned) * static_cast<size_t>(p.words) * static_cast<size_t>(teams_per_block);
-    if (mask_bytes <= kMaxSmemMask) {
+    // The kernel's own static shared memory counts against the same 48 KiB.
+    cudaFuncAttributes fa;
+    LOSSX_CU(cudaFuncGetAttributes(&fa, block_team ? margin_rows<T, kThreads, kMultilabel>
+                                                   : margin_rows<T, 32, kMultilabel>));
+    if (mask_bytes + fa.sharedSizeBytes <= kMaxSmem) {
       smem = mask_bytes;
     } else {
-      // Over 393216 classes: a mask per resident team in global memory.
+      // From about 392,700 classes on: a mask per resident team in global memory.
       int dev = guard.device(), sms = 0;
       LOSSX_CU(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
       const int64_t cap = 2 * static_cast<int64_t>(sms > 0 ? sms : 1);
