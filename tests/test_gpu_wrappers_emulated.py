@@ -596,3 +596,17 @@ def test_is_gpu_asks_dlpack_when_the_cuda_array_interface_raises():
     assert _array.is_gpu(JaxLikeBf16())
     assert not _array.is_gpu(HostDlpack())
     assert not _array.is_gpu(torch.zeros(3, requires_grad=True))
+
+
+def test_uint64_labels_past_int64_are_named(fake_gpu, rng):
+    # 2^64 - 100 would wrap to -100 (ignore_index): an IndexError instead, on both paths.
+    x = rng.standard_normal((5, 7)).astype(np.float32)
+    y = rng.integers(0, 7, 5).astype(np.uint64)
+    y[3] = np.uint64(2**64 - 100)
+    for lab in (y, torch.from_numpy(y.astype(np.int64)).to(torch.uint64)):
+        xs = x if isinstance(lab, np.ndarray) else t(x)
+        with pytest.raises(IndexError, match=rf"label {2**64 - 100} at position 3"):
+            lossx.cross_entropy(xs, lab)
+    yt = np.full((5, 7), -1, np.int64).astype(np.uint64)  # multilabel_margin's -1 end marker, as uint64
+    with pytest.raises(IndexError, match="position 0"):
+        lossx.multilabel_margin_loss(x, yt)

@@ -49,11 +49,15 @@ def reduction_code(name: str, reduction: str, allowed=REDUCTIONS) -> int:
     return code
 
 
-def as_labels(name: str, target: np.ndarray) -> np.ndarray:
-    """Integer labels as contiguous int64 (no copy when they already are)."""
-    if target.dtype.kind not in "iu":
-        raise TypeError(f"{name}: integer labels required, got dtype {target.dtype}")
-    return np.ascontiguousarray(target, dtype=np.int64)
+def check_uint64_labels(a: np.ndarray) -> None:
+    """uint64 labels past 2^63 - 1 wrap to negative int64 values, which would
+    read as ignore_index (-100) or as the end of a multilabel list: name the
+    first one instead."""
+    flat = a.reshape(-1)
+    big = np.flatnonzero(flat > np.iinfo(np.int64).max)
+    if big.size:
+        raise IndexError(f"label {int(flat[big[0]])} at position {int(big[0])} is out of range "
+                         "(uint64 labels must be below 2^63)")
 
 
 def mark_written(x) -> None:

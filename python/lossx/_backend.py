@@ -71,6 +71,8 @@ class NumpyBackend:
 
     @staticmethod
     def labels(a):
+        if a.dtype == np.uint64:
+            A.check_uint64_labels(a)
         return np.ascontiguousarray(a, dtype=np.int64)
 
     @staticmethod

@@ -81,7 +81,10 @@ class CupyBackend:
 
     def labels(self, a):
         with self._dev:
-            return self._nonnull(self._cp.ascontiguousarray(a, dtype=np.int64))
+            out = self._nonnull(self._cp.ascontiguousarray(a, dtype=np.int64))
+            if a.dtype == np.uint64 and bool((out < 0).any()):  # wrapped past 2^63: one read, uint64 only
+                A.check_uint64_labels(self._cp.asnumpy(a))
+            return out
 
     def contiguous(self, a, code=None):
         with self._dev:
@@ -194,7 +197,10 @@ class TorchBackend:
         return a
 
     def labels(self, a):
-        return self._nonnull(a.to(self._torch.int64).contiguous())
+        out = self._nonnull(a.to(self._torch.int64).contiguous())
+        if a.dtype == getattr(self._torch, "uint64", None) and bool((out < 0).any()):  # wrapped past 2^63
+            A.check_uint64_labels(out.cpu().numpy().view(np.uint64))
+        return out
 
     def contiguous(self, a, code=None):
         if code is not None:
