@@ -393,8 +393,7 @@ Status launch(const PairwiseArgs& a, const F& f, StatusInfo* info) {
     char msg[160];
     std::snprintf(msg, sizeof(msg), "cosine_embedding_loss: target at position %lld is %g; it must be 1 or -1",
                   static_cast<long long>(pos), v);
-    const bool fits = std::isfinite(v) && std::fabs(v) < 9.2e18;  // else the cast is undefined
-    return fail(info, Status::kInvalidArgument, msg, pos, fits ? static_cast<int64_t>(v) : 0);
+    return fail(info, Status::kInvalidArgument, msg, pos, value_field(v));
   }
   return Status::kOk;
 }

@@ -20,7 +20,8 @@
 // Index arithmetic is 64-bit throughout; misaligned buffers (views with an
 // offset) take scalar loads over the very same groups, so they sum in the same
 // order. Errors come back as Status codes, never device asserts:
-// binary_cross_entropy's [0, 1] rule and soft_margin_loss's +-1 rule are checked
+// binary_cross_entropy's [0, 1] rule and the +-1 rules of soft_margin_loss and
+// hinge_embedding_loss are checked
 // in the same sweep (the smallest bad position, via an integer atomicMin) and
 // cost one 16-byte copy and a stream synchronisation per call.
 //
@@ -969,7 +970,7 @@ Status launch(const PointwiseArgs& a, StatusInfo* info) {
     char msg[200];
     std::snprintf(msg, sizeof(msg), "%s: %s; element %lld is %g", pointwise_name(a.kind),
                   in_x ? Fn::kInputRule : Fn::kTargetRule, static_cast<long long>(pos), v);
-    return fail(info, Status::kInvalidArgument, msg, pos, std::isfinite(v) ? static_cast<int64_t>(v) : 0);
+    return fail(info, Status::kInvalidArgument, msg, pos, value_field(v));
   }
   return Status::kOk;
 }

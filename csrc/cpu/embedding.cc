@@ -328,10 +328,7 @@ Status PairwiseImpl(const PairwiseArgs& a, StatusInfo* info) {
         char msg[160];
         std::snprintf(msg, sizeof(msg), "cosine_embedding_loss: target at position %lld is %g; it must be 1 or -1",
                       static_cast<long long>(i), static_cast<double>(y[i]));
-        // (the value field is an integer: 0 where the cast would be undefined)
-        const double v = static_cast<double>(y[i]);
-        const bool fits = std::isfinite(v) && std::fabs(v) < 9.2e18;
-        return fail(info, Status::kInvalidArgument, msg, i, fits ? static_cast<int64_t>(v) : 0);
+        return fail(info, Status::kInvalidArgument, msg, i, value_field(static_cast<double>(y[i])));
       }
     }
   }

@@ -13,9 +13,10 @@ float32 and return a float32 loss; gradients come back in the input dtypes.
 
 GPU arrays (CuPy, PyTorch CUDA tensors) run on their device and the caller's
 current stream, with outputs from the caller's library and the reduced loss a
-0-d device array (no host sync, except binary_cross_entropy and
-soft_margin_loss, whose value rules are checked on the device and reported
-after one stream synchronisation). Every array argument must be on the input's
+0-d device array (no host sync, except binary_cross_entropy,
+soft_margin_loss and hinge_embedding_loss, whose value rules are checked on the
+device and reported after one stream synchronisation; these three are refused
+under CUDA graph capture). Every array argument must be on the input's
 device; host data (NumPy weights, scalars) is uploaded.
 
 Kernels: csrc/cpu/pointwise.cc (CPU: one Highway loop; a functor per loss) and
@@ -99,7 +100,7 @@ def _run(fn, input, target, reduction, return_grad, grad_output, *, weight=None,
     xm = be.contiguous(x).reshape(-1)
     tm = be.contiguous(t, code).reshape(-1)
     if check is not None and be.device == A.CPU:
-        check(xm, tm, code)  # on the GPU the kernel checks the same rules (same message) in its sweep
+        check(xm, tm, code)  # on the GPU the kernel checks the same rules in its sweep (same position; the value printed with %g)
     w, wp = _weight_arg(be, fn, "weight", weight, shape, acc)
     pw, pwp = _weight_arg(be, fn, "pos_weight", pos_weight, shape, acc)
     vm = None if var is None else be.contiguous(var, code).reshape(-1)
