@@ -100,7 +100,9 @@ def _run(fn, input, target, reduction, return_grad, grad_output, *, weight=None,
     xm = be.contiguous(x).reshape(-1)
     tm = be.contiguous(t, code).reshape(-1)
     if check is not None and be.device == A.CPU:
-        check(xm, tm, code)  # on the GPU the kernel checks the same rules in its sweep (same position; the value printed with %g)
+        # On the GPU the kernel checks the same rules in its sweep (same position;
+        # the value printed with %g).
+        check(xm, tm, code)
     w, wp = _weight_arg(be, fn, "weight", weight, shape, acc)
     pw, pwp = _weight_arg(be, fn, "pos_weight", pos_weight, shape, acc)
     vm = None if var is None else be.contiguous(var, code).reshape(-1)
