@@ -215,7 +215,8 @@ LOSSX_HD void ce_reg_rows(const Team& tm, const CEParams& p, int64_t first, int6
       for (int e = 0; e < V; ++e) {
         const float z = zval(t[e]);
         s += fast_exp(z - m);
-        if (eps > 0.f) acc += (w ? w[j + e] : 1.f) * z;
+        // (shifted by the max: no cancellation against Acoef lse for large logits)
+        if (eps > 0.f) acc += (w ? w[j + e] : 1.f) * (z - m);
       }
     }
     const float2 sa = tm.reduce(make_float2(s, acc), OpSum2{});
@@ -236,9 +237,12 @@ LOSSX_HD void ce_reg_rows(const Team& tm, const CEParams& p, int64_t first, int6
       float loss;
       if (eps == 0.f && lse == lse) {
         // w_y (log s + (m - z_y)): no cancellation of lse - z_y for large logits.
-        loss = Acoef * (fast_log(sa.x) + (m - zy));
+        // log1pf: once per row, accurate where fast_log's absolute error is a
+        // large part of a confidently right row's loss (s >= 1: the max's exp(0)).
+        loss = Acoef * (log1pf(sa.x - 1.f) + (m - zy));
       } else {
-        loss = Acoef * lse - ((1.f - eps) * wy * zy + (eps > 0.f ? eps * inv_c * sa.y : 0.f));
+        const float log_s = lse == lse ? log1pf(sa.x - 1.f) : lse;  // lse - m
+        loss = Acoef * log_s - ((1.f - eps) * wy * (zy - m) + (eps > 0.f ? eps * inv_c * sa.y : 0.f));
       }
       if (zl != 0.f) loss += zl * lse * lse;
       row_loss[i] = (p.sw ? ldA<float>(p.sw, i) : 1.f) * loss;

@@ -42,6 +42,11 @@ __device__ __forceinline__ float exp_acc(float x) { return __expf(x); }
 __device__ __forceinline__ double exp_acc(double x) { return exp(x); }
 __device__ __forceinline__ float log_acc(float x) { return __logf(x); }
 __device__ __forceinline__ double log_acc(double x) { return log(x); }
+// log(s) for the loss, s >= 1 (the row's maximum contributes exp(0)): once per
+// row, so accurately; __logf's absolute error (2^-21.4) is a large part of the
+// loss of a confidently right row.
+__device__ __forceinline__ float log_loss(float s) { return log1pf(s - 1.f); }
+__device__ __forceinline__ double log_loss(double s) { return log1p(s - 1.0); }
 __device__ __forceinline__ float tanh_acc(float x) { return softcap_tanh(x); }
 __device__ __forceinline__ double tanh_acc(double x) { return tanh(x); }
 
@@ -352,10 +357,18 @@ __global__ void __launch_bounds__(1024) ce_rows(CEParams p) {
     const T* t = p.labels ? nullptr : static_cast<const T*>(p.target) + off;
 
     // Pass 1: online softmax, plus the loss coefficients that need the row:
-    // acc = sum a_j z_j (smoothing or soft targets), asum = sum a_j (soft).
+    // acc = sum a_j (z_j - c) (smoothing or soft targets), asum = sum a_j (soft).
+    // The shift c (the row's first logit) keeps A lse - sum a_j z_j from
+    // cancelling catastrophically when the logits are large: the terms are of
+    // the size of the row's spread, not of its values (the CPU shifts by the max).
     MS<A> st{neg_inf<A>(), A(0), false};
     A acc = 0, asum = 0;
     const bool need_acc = !p.labels || eps > A(0);
+    A c = 0;
+    if (need_acc) {
+      c = capped<T, A>(to_acc(x[0]), cap, capv, capinv);
+      if (!(c - c == A(0))) c = A(0);  // NaN or infinite: no shift (the row's loss is NaN/inf anyway)
+    }
     if (!need_acc && !cap) {
       row_read_v(x, C, [&](int64_t, const T* v) { ms_add_vec<T, A>(st, v); },
                  [&](int64_t, T raw) { ms_add(st, to_acc(raw)); });
@@ -364,12 +377,12 @@ __global__ void __launch_bounds__(1024) ce_rows(CEParams p) {
       ms_add(st, z);
       if (need_acc) {
         if (p.labels) {
-          acc += (w ? w[j] : A(1)) * z;
+          acc += (w ? w[j] : A(1)) * (z - c);
         } else {
           A a = (A(1) - eps) * to_acc(t[j]) + eps * inv_c;
           if (w) a *= w[j];
           asum += a;
-          acc += a * z;
+          acc += a * (z - c);
         }
       }
     });
@@ -394,7 +407,7 @@ __global__ void __launch_bounds__(1024) ce_rows(CEParams p) {
     if (p.labels) {
       const A wy = w ? w[y] : A(1);
       Acoef = (A(1) - eps) * wy;
-      AZ = Acoef * zy;
+      AZ = Acoef * (zy - c);
       if (eps > A(0)) {
         Acoef += eps * static_cast<A>(p.hdr->wsum_all) * inv_c;
         AZ += eps * inv_c * acc;
@@ -403,10 +416,10 @@ __global__ void __launch_bounds__(1024) ce_rows(CEParams p) {
       Acoef = asum;
       AZ = acc;
     }
-    A loss = Acoef * lse - AZ;
+    A loss = Acoef * (lse == lse ? (st.m - c) + log_loss(st.s) : lse) - AZ;  // Acoef (lse - c) - AZ
     // Plain hard labels: w_y (log s + (m - z_y)) avoids the cancellation of
     // lse - z_y when the logits are large (the CPU path computes the same).
-    if (p.labels && eps == A(0) && lse == lse) loss = Acoef * (log_acc(st.s) + (st.m - zy));
+    if (p.labels && eps == A(0) && lse == lse) loss = Acoef * (log_loss(st.s) + (st.m - zy));
     if (zl != A(0)) loss += zl * lse * lse;
     if (threadIdx.x == 0) row_loss[i] = (p.sw ? ldA<A>(p.sw, i) : A(1)) * loss;
     if (!want_grad) continue;

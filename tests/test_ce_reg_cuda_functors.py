@@ -244,6 +244,21 @@ def test_large_logits_no_cancellation(host_lib):
     np.testing.assert_allclose(rows, ref, rtol=1e-4)
 
 
+@pytest.mark.parametrize("base", [0.0, 1e3, 1e4])
+def test_smoothing_with_large_logits(host_lib, base):
+    # Label smoothing's sum_j w_j z_j is taken relative to the row's max: unshifted,
+    # A lse - sum a_j z_j cancelled to a 1e-4 relative error at logits near 1e4.
+    rng = np.random.default_rng(7)
+    x = (base + rng.standard_normal((8, 2048))).astype(np.float32)
+    y = rng.integers(0, 2048, 8)
+    w = rng.uniform(0.5, 2, 2048).astype(np.float32)
+    rows, _, _ = run_host(host_lib, x.copy(), y, lanes=64, eps=0.1, w=w)
+    ref = lossx.cross_entropy(x.astype(np.float64), y, weight=w.astype(np.float64), label_smoothing=0.1,
+                              reduction="none")
+    # float32 sums of 2048 terms of the row's spread (a few units), not of its values.
+    np.testing.assert_allclose(rows, ref, rtol=2e-6)
+
+
 def test_out_of_range_label_rows_are_zero(host_lib):
     # launch_ce fails such a call from ce_prep's error slot; the row code must
     # only keep clear of out-of-bounds reads and writes.

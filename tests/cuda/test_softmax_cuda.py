@@ -346,6 +346,22 @@ def test_inplace_grad_with_a_bad_label_leaves_the_logits(ce_kernel, lib, rng):
     np.testing.assert_array_equal(to_np(dx), x)
 
 
+@pytest.mark.parametrize("base", [0.0, 1e4])
+def test_large_logits_smoothing_and_soft_targets(ce_kernel, lib, base, rng):
+    # Sums of a_j z_j are shifted (by the max or the row's first logit): near
+    # 1e4 the unshifted A lse - sum a_j z_j lost 1e-4 of the loss to cancellation.
+    x = (base + rng.standard_normal((16, 2048))).astype(np.float32)
+    y = rng.integers(0, 2048, 16)
+    p = rng.random((16, 2048)).astype(np.float32)
+    p /= p.sum(1, keepdims=True)
+    x64 = x.astype(np.float64)
+    for tgt, kw in ((y, dict(label_smoothing=0.1)), (p, dict()), (p, dict(label_smoothing=0.2))):
+        ref = lossx.cross_entropy(x64, tgt.astype(np.float64) if tgt is p else tgt, reduction="none", **kw)
+        out = lossx.cross_entropy(to_dev(lib, x), to_dev(lib, tgt), reduction="none", **kw)
+        # float32 sums of 2048 terms the size of the row's spread, fast-math exp.
+        np.testing.assert_allclose(to_np(out), ref, rtol=1e-5, err_msg=str(kw))
+
+
 @pytest.mark.skipif("torch" not in LIBS, reason="needs CUDA PyTorch")
 def test_cuda_graph_capture(rng):
     # Integer labels need one host read (the label check): under capture the
