@@ -64,7 +64,13 @@ LOSSX_HD bool mask_has(const unsigned* m, int64_t k) { return (m[k >> 5] >> (k &
 template <typename A>
 LOSSX_HD A repeat_add(A v, int64_t n) {
   A s = A(0);
-  for (int64_t r = 0; r < n; ++r) s += v;
+  for (int64_t r = 0; r < n; ++r) {
+    const A next = s + v;
+    // Once an addition leaves s unchanged (or s is NaN) every later one does:
+    // stop, with the same bits, instead of up to C^2 / 2 serial adds in one lane.
+    if (next == s || next != next) return next;
+    s = next;
+  }
   return s;
 }
 

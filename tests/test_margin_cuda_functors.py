@@ -165,6 +165,23 @@ def test_multilabel_margin_matches_cpu(host_lib, rng, dtype, shape, mode, lanes)
     check(fl, cl, "forward-only loss", rt, 1.0)
 
 
+def test_multilabel_gradient_with_a_much_repeated_target(host_lib):
+    # A class listed 3000 times in a row of 6000 classes: about 1.8e7 additions
+    # of the same -scale/C into one gradient entry, past float32's 2^24 where
+    # the sum stops changing; the GPU stops there too, with the CPU's bits.
+    rng = np.random.default_rng(3)
+    C = 6000
+    x = (0.01 * rng.standard_normal((1, C))).astype(np.float32)
+    t = np.full((1, C), -1, np.int64)
+    t[0, :3000] = 5
+    t[0, 3000] = 9
+    cl, cg = lossx.multilabel_margin_loss(x, t, "sum", return_grad=True)
+    hl, hg, bad = run_host(host_lib, 1, x, t)
+    assert bad == -1
+    np.testing.assert_array_equal(hg, cg)
+    assert cg[0, 5] < 0
+
+
 @pytest.mark.parametrize("lanes", [1, 3])
 def test_hinge_boundary_and_nan(host_lib, lanes):
     # z exactly 0 counts nothing (torch's kernel tests > 0); NaN in x counts
