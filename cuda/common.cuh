@@ -205,7 +205,14 @@ class DeviceGuard {
     if (e != cudaSuccess) return e;
     if (attr.type == cudaMemoryTypeDevice || attr.type == cudaMemoryTypeManaged) dev_ = attr.device;
     else dev_ = prev_;
-    if (dev_ != prev_) return cudaSetDevice(dev_);
+    if (dev_ != prev_) {
+      e = cudaSetDevice(dev_);
+      if (e != cudaSuccess) return e;
+    }
+    // A launch error left by earlier, unrelated work (the runtime keeps the
+    // thread's last one) would otherwise be read by this call's first launch
+    // check and blamed on it. Sticky errors still fail every later call.
+    cudaGetLastError();
     return cudaSuccess;
   }
   int device() const { return dev_; }
