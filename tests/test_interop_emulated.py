@@ -101,6 +101,8 @@ def test_numba_runs_on_the_producers_stream(carrier, rng):
     y = rng.integers(0, 9, 5)
     lossx.cross_entropy(FakeNumba(t(x), stream=7), FakeNumba(t(y), stream=7))
     assert carrier.streams == [(7, 0)]
+    lossx.cross_entropy(FakeNumba(t(x), stream=1), FakeNumba(t(y), stream=1))  # CAI's legacy default stream
+    assert carrier.streams[-1] == (0, 0)
 
 
 def test_keyword_only_and_keras_functions(carrier, rng):

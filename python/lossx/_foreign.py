@@ -181,6 +181,10 @@ def call(f, fn, kind, first, args, kw):
         for a in list(args) + list(kw.values()):
             if _kind(a) == "numba":
                 stream = a.__cuda_array_interface__.get("stream")
+                # CAI v3: 1 is the legacy default stream, whose runtime handle is 0
+                # (2, the per-thread default stream, is a valid handle as it is).
+                if stream == 1:
+                    stream = 0
                 break
 
     def conv(a):
