@@ -80,7 +80,7 @@ class _Cupy:
     def on_stream(self, stream, device):
         cp = self.cp
         dev = cp.cuda.Device(device)
-        s = cp.cuda.ExternalStream(stream, device)
+        s = cp.cuda.Stream.null if stream == 0 else cp.cuda.ExternalStream(stream, device)
         stack = contextlib.ExitStack()
         stack.enter_context(dev)
         stack.enter_context(s)
@@ -113,7 +113,9 @@ class _Torch:
 
     def on_stream(self, stream, device):
         torch = self.torch
-        return torch.cuda.stream(torch.cuda.ExternalStream(stream, device=torch.device("cuda", device)))
+        dev = torch.device("cuda", device)
+        s = torch.cuda.default_stream(dev) if stream == 0 else torch.cuda.ExternalStream(stream, device=dev)
+        return torch.cuda.stream(s)
 
     def is_array(self, t):
         return isinstance(t, self.torch.Tensor)
