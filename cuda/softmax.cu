@@ -42,11 +42,6 @@ __device__ __forceinline__ float exp_acc(float x) { return __expf(x); }
 __device__ __forceinline__ double exp_acc(double x) { return exp(x); }
 __device__ __forceinline__ float log_acc(float x) { return __logf(x); }
 __device__ __forceinline__ double log_acc(double x) { return log(x); }
-// log(s) for the loss, s >= 1 (the row's maximum contributes exp(0)): once per
-// row, so accurately; __logf's absolute error (2^-21.4) is a large part of the
-// loss of a confidently right row.
-__device__ __forceinline__ float log_loss(float s) { return log1pf(s - 1.f); }
-__device__ __forceinline__ double log_loss(double s) { return log1p(s - 1.0); }
 __device__ __forceinline__ float tanh_acc(float x) { return softcap_tanh(x); }
 __device__ __forceinline__ double tanh_acc(double x) { return tanh(x); }
 

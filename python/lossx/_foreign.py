@@ -27,6 +27,7 @@ import contextlib
 import functools
 import sys
 
+
 class _Kinds(dict):
     """type -> "numba", "jax" or None, filled on first sight: the check costs one
     dict lookup per argument on the common (NumPy, CuPy, torch) path."""
@@ -167,7 +168,7 @@ def _convert_out(r, carrier, kind):
 def call(f, fn, kind, first, args, kw):
     """f(*args, **kw) with its Numba/JAX arrays as carrier views; a CuPy call
     under its first array's device (CuPy launches on the current device, which
-    may be another GPU)."""
+    may be another GPU). `first`: the first array argument of that kind."""
     if kind == "cupy":
         with first.device:
             return f(*args, **kw)
@@ -175,39 +176,25 @@ def call(f, fn, kind, first, args, kw):
     if kind == "jax" and kw.get("inplace_grad"):
         raise ValueError(f"{fn}: inplace_grad=True cannot write into a JAX array (JAX arrays are immutable); "
                          "drop inplace_grad, or pass a CuPy array or a PyTorch tensor")
-    kinds = {k for k in map(_kind, list(args) + list(kw.values())) if k in ("numba", "jax")}
-    if len(kinds) > 1:
+    foreign = [a for a in (*args, *kw.values()) if _kind(a) in ("numba", "jax")]
+    if any(_kind(a) != kind for a in foreign):
         raise TypeError(f"{fn}: pass arrays of one library, got both Numba and JAX arrays")
-    stream = None
-    if kind == "numba":
-        for a in list(args) + list(kw.values()):
-            if _kind(a) == "numba":
-                stream = a.__cuda_array_interface__.get("stream")
-                # CAI v3: 1 is the legacy default stream, whose runtime handle is 0
-                # (2, the per-thread default stream, is a valid handle as it is).
-                if stream == 1:
-                    stream = 0
-                break
-
-    def conv(a):
-        if _kind(a) not in ("numba", "jax"):
-            return a
-        return carrier.from_cai(a) if kind == "numba" else carrier.from_dlpack(a)
-
-    cargs = [conv(a) for a in args]
-    ckw = {k: conv(v) for k, v in kw.items()}
+    to_view = carrier.from_cai if kind == "numba" else carrier.from_dlpack
+    views = {id(a): to_view(a) for a in foreign}
+    cargs = [views.get(id(a), a) for a in args]
+    ckw = {k: views.get(id(v), v) for k, v in kw.items()}
     ctx = contextlib.nullcontext()
+    stream = first.__cuda_array_interface__.get("stream") if kind == "numba" else None
     if stream is not None:
-        first = next(a for a in cargs + list(ckw.values()) if carrier.is_array(a))
-        ctx = carrier.on_stream(int(stream), carrier.device_of(first))
+        # CAI v3: 1 is the legacy default stream, whose runtime handle is 0
+        # (2, the per-thread default stream, is a valid handle as it is).
+        ctx = carrier.on_stream(0 if stream == 1 else int(stream), carrier.device_of(views[id(first)]))
     with ctx:
         return _convert_out(f(*cargs, **ckw), carrier, kind)
 
 
-def interop(f, fn=None):
+def interop(f, fn):
     """f, taking Numba and JAX GPU arrays too (any positional or keyword array argument)."""
-    fn = fn or f.__name__
-
     kinds = _TYPE_KIND
 
     @functools.wraps(f)
