@@ -821,3 +821,117 @@ def test_buffer_cache_reuses_only_freed_blocks(rng):
         assert lossx._core.buffer_cache_held() == 0
     finally:
         lossx.set_buffer_cache(1 << 30)
+
+
+# --- The plain call (2-D NumPy logits, int64 labels, default options) runs in
+# C++ in one step (_core.ce_plain); it must be the general path, bit for bit.
+
+def _spy_plain(monkeypatch):
+    """Record whether each call took the plain path."""
+    real, taken = lossx._core.ce_plain, []
+
+    def spy(*a):
+        try:
+            r = real(*a)
+        except Exception:
+            taken.append("raised")
+            raise
+        taken.append(r is not None)
+        return r
+
+    monkeypatch.setattr(lossx._core, "ce_plain", spy)
+    return taken
+
+
+def _general_only(monkeypatch):
+    monkeypatch.setattr(lossx._core, "ce_plain", lambda *a: None)
+
+
+def _same(a, b):
+    if isinstance(a, tuple):
+        assert isinstance(b, tuple) and len(a) == len(b)
+        for u, v in zip(a, b):
+            _same(u, v)
+        return
+    assert type(a) is type(b) and a.dtype == b.dtype and np.shape(a) == np.shape(b)
+    assert np.asarray(a).tobytes() == np.asarray(b).tobytes()
+
+
+@pytest.mark.parametrize("fn", ["cross_entropy", "nll_loss"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("size", [(1, 1), (7, 5), (300, 1003), (70001, 3)])  # the last: several chunks
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("grad", [False, True])
+def test_plain_call_is_the_general_path(rng, monkeypatch, threads, fn, dtype, size, reduction, grad):
+    N, C = size
+    x = rng.standard_normal(size).astype(dtype)
+    y = rng.integers(0, C, N)
+    y[1::4] = -100
+    f = getattr(lossx, fn)
+    taken = _spy_plain(monkeypatch)
+    plain = f(x, y, reduction=reduction, return_grad=grad)
+    other = f(x, np.where(y < 0, 0, y), ignore_index=2, reduction=reduction, return_grad=grad)
+    assert taken == [True, True]
+    _general_only(monkeypatch)
+    _same(plain, f(x, y, reduction=reduction, return_grad=grad))
+    _same(other, f(x, np.where(y < 0, 0, y), ignore_index=2, reduction=reduction, return_grad=grad))
+
+
+def test_plain_call_all_ignored_and_bad_labels(monkeypatch):
+    x = np.ones((3, 4), np.float32)
+    taken = _spy_plain(monkeypatch)
+    loss = lossx.cross_entropy(x, np.full(3, -100))
+    assert type(loss) is np.float32 and np.isnan(loss)  # torch's empty mean
+    with pytest.raises(IndexError, match="label 4 at position 1 is out of range"):
+        lossx.nll_loss(x, np.array([0, 4, 9]))
+    with pytest.raises(IndexError, match="label -3 at position 2 is out of range"):
+        lossx.cross_entropy(x, np.array([0, 1, -3]), return_grad=True)
+    assert taken == [True, "raised", "raised"]  # the plain path's own label check
+
+
+@pytest.mark.parametrize("case", ["int32", "uint64", "fortran", "strided", "1d", "3d", "float16", "np_int_ignore",
+                                  "truthy_grad", "empty", "subclass"])
+def test_plain_call_leaves_other_inputs_to_the_general_path(rng, monkeypatch, case):
+    x = rng.standard_normal((6, 5)).astype(np.float32)
+    y = rng.integers(0, 5, 6)
+    kw = {}
+    if case == "int32":
+        y = y.astype(np.int32)
+    elif case == "uint64":
+        y = y.astype(np.uint64)
+    elif case == "fortran":
+        x = np.asfortranarray(x)
+    elif case == "strided":
+        x = rng.standard_normal((6, 10)).astype(np.float32)[:, ::2]
+    elif case == "1d":
+        x, y = x[0], y[0]
+    elif case == "3d":
+        x = rng.standard_normal((6, 5, 3)).astype(np.float32)
+        y = rng.integers(0, 5, (6, 3))
+    elif case == "float16":
+        x = x.astype(np.float16)
+    elif case == "np_int_ignore":
+        kw["ignore_index"] = np.int64(2)
+    elif case == "truthy_grad":
+        kw["return_grad"] = 1
+    elif case == "empty":
+        x, y = x[:0], y[:0]
+    elif case == "subclass":
+        x = x.view(np.matrix)  # not an exact ndarray: the general path decides
+    taken = _spy_plain(monkeypatch)
+    got = lossx.cross_entropy(x, y, **kw)
+    # A truthy return_grad is return_grad=True, and still a plain call.
+    assert taken == ([True] if case == "truthy_grad" else [False] if taken else []), taken
+    _general_only(monkeypatch)
+    _same(got, lossx.cross_entropy(x, y, **kw))
+
+
+@pytest.mark.parametrize("reduction,match", [("MEAN", "reduction must be one of"), (None, "reduction must be one of")])
+def test_plain_call_errors_are_the_general_paths(monkeypatch, reduction, match):
+    x = np.zeros((2, 3), np.float32)
+    taken = _spy_plain(monkeypatch)
+    with pytest.raises(ValueError, match=match):
+        lossx.cross_entropy(x, np.array([0, 1]), reduction=reduction)
+    with pytest.raises(ValueError, match="labels must have the input's shape"):
+        lossx.nll_loss(x, np.array([0, 1, 2]))
+    assert taken == [False, False, False]  # nll_loss checks, then cross_entropy does
