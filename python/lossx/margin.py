@@ -153,7 +153,7 @@ def poly1_cross_entropy(logits, labels, epsilon: float = 1.0, reduction: str = "
     a reduced loss is a 0-d array there). ``return_grad=True`` returns
     ``(loss, d_logits)``.
     """
-    from .softmax import cross_entropy
+    from .softmax import _cross_entropy as cross_entropy
 
     fn = "poly1_cross_entropy"
     be = backend_for(logits, fn)
