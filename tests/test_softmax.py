@@ -349,11 +349,11 @@ def test_inplace_grad_with_a_bad_label_leaves_the_logits(rng):
     np.testing.assert_array_equal(buf, x)
 
 
-@pytest.mark.parametrize("C", [1, 2, 7, 32, 33])
+@pytest.mark.parametrize("C", [1, 2, 7, 33, 64, 65])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("opts", [{}, {"label_smoothing": 0.1, "weight": "w"}, {"z_loss": 1e-2}])
 def test_short_rows_blocks(rng, C, dtype, opts):
-    """Rows of up to 32 classes run a vector's worth at a time, one row per lane,
+    """Rows of up to 64 classes run a vector's worth at a time, one row per lane,
     with the remainder on the row path: values, gradients and log-sum-exp against
     torch for block-multiple and ragged row counts, ignored rows and a NaN row
     (its block falls back to the row path's exact handling), and the same loss
@@ -384,10 +384,10 @@ def test_short_rows_blocks(rng, C, dtype, opts):
     np.testing.assert_array_equal(lossx.cross_entropy(x, y, reduction="none", z_loss=zl, **opts), loss)
 
 
-@pytest.mark.parametrize("C", [1, 2, 7, 10, 32, 33])
+@pytest.mark.parametrize("C", [1, 2, 7, 10, 33, 48, 49])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_softmax_family_short_rows_blocks(rng, C, dtype):
-    """log_softmax and logsumexp over rows of up to 32 columns run a vector's
+    """log_softmax and logsumexp over rows of up to 48 columns run a vector's
     worth of rows at a time (the remainder, and a block holding a NaN or inf
     row, on the row path): values and gradients against torch, with and without
     grad_output, and the same outputs forward-only, with the gradient and for 1
