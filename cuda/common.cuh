@@ -20,6 +20,11 @@ namespace {
 // ---------------------------------------------------------------- errors ----
 
 inline Status cuda_fail(StatusInfo* info, cudaError_t e, const char* what) {
+  // A failed call (cudaMallocAsync out of memory, say) also leaves its error as
+  // the thread's last error; the caller's next launch check (PyTorch's
+  // C10_CUDA_KERNEL_LAUNCH_CHECK) would then report it as its own. Clear it:
+  // the error is reported here. (DeviceGuard::enter cleared anything older.)
+  (void)cudaGetLastError();
   char msg[200];
   std::snprintf(msg, sizeof(msg), "CUDA error in %s: %s (%s)", what, cudaGetErrorString(e),
                 cudaGetErrorName(e));

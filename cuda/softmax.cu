@@ -433,6 +433,10 @@ __global__ void __launch_bounds__(1024) ce_rows(CEParams p) {
         if (w) gv *= w[j];
         return from_acc<T>(gv);
       });
+      // row_map deals out elements by the alignment of both pointers: when gt
+      // is misaligned against x, this pass's owner of x[j] need not be the
+      // next pass's, which may overwrite x[j] (inplace_grad) before it is read.
+      if (p.grad == p.x) __syncthreads();
     }
     if (p.grad) {
       T* g = static_cast<T*>(p.grad) + off;
@@ -460,11 +464,11 @@ __global__ void __launch_bounds__(1024) ce_rows(CEParams p) {
   }
 }
 
-// nll_loss: loss_i = -sw_i w[y] x[i, y]; gradient -scale_i w[y] at the label
-// (the rest of the row was zeroed by a memset).
+// nll_loss: loss_i = -sw_i w[y] x[i, y]. Nothing is written after a bad label.
 template <typename T>
 __global__ void nll_rows(CEParams p) {
   using A = typename AccOf<T>::type;
+  if (p.hdr->err_pos != ~0ull) return;
   const A* w = static_cast<const A*>(p.w);
   A* row_loss = static_cast<A*>(p.row_loss);
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < p.N;
@@ -477,7 +481,26 @@ __global__ void nll_rows(CEParams p) {
     const A wy = w ? w[y] : A(1);
     const A xv = to_acc(static_cast<const T*>(p.x)[i * p.C + y]);
     row_loss[i] = -(p.sw ? ldA<A>(p.sw, i) : A(1)) * wy * xv;
-    if (p.grad) static_cast<T*>(p.grad)[i * p.C + y] = from_acc<T>(-row_scale<A>(p, i, false) * wy);
+  }
+}
+
+// nll_loss's gradient, after nll_rows (so that it may overwrite the
+// log-probabilities it read): -scale_i w[y] at the label, 0 elsewhere; a warp
+// per row, the lanes along it. Instead of a memset, which would write even
+// after a bad label.
+template <typename T>
+__global__ void nll_grad(CEParams p) {
+  using A = typename AccOf<T>::type;
+  if (p.hdr->err_pos != ~0ull) return;
+  const A* w = static_cast<const A*>(p.w);
+  const int64_t warps = static_cast<int64_t>(gridDim.x) * (blockDim.x / 32);
+  const int lane = static_cast<int>(threadIdx.x % 32);
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x / 32) + threadIdx.x / 32; i < p.N; i += warps) {
+    const int64_t y = p.labels[i];
+    const bool live = y != p.ignore_index && y >= 0 && y < p.C;
+    const T gy = from_acc<T>(live ? -row_scale<A>(p, i, false) * (w ? w[y] : A(1)) : A(0));
+    T* g = static_cast<T*>(p.grad) + i * p.C;
+    for (int64_t j = lane; j < p.C; j += 32) g[j] = j == y ? gy : from_acc<T>(A(0));
   }
 }
 
@@ -496,8 +519,9 @@ __global__ void __launch_bounds__(kThreads, 1024 / kThreads) ce_reg(CEParams p) 
 
 // Per-row losses -> per-chunk double partials (fixed chunks, fixed tree).
 template <typename A>
-__global__ void loss_stage1(const A* row_loss, int64_t N, double* part) {
+__global__ void loss_stage1(const A* row_loss, int64_t N, const Header* hdr, double* part) {
   __shared__ double sm[33];
+  if (hdr->err_pos != ~0ull) return;  // a bad label: the rows were never written
   const int64_t c0 = static_cast<int64_t>(blockIdx.x) * kChunk;
   const int64_t c1 = min(c0 + kChunk, N);
   double s = 0;
@@ -509,6 +533,7 @@ __global__ void loss_stage1(const A* row_loss, int64_t N, double* part) {
 template <typename A>
 __global__ void loss_stage2(const double* part, int64_t nchunks, const Header* hdr, bool mean, A* out) {
   __shared__ double sm[33];
+  if (hdr->err_pos != ~0ull) return;  // the loss stays as it was, as on the CPU
   double s = 0;
   for (int64_t k = threadIdx.x; k < nchunks; k += blockDim.x) s += part[k];
   s = block_sum(s, sm);
@@ -763,14 +788,13 @@ Status launch_ce(const CrossEntropyArgs& a, StatusInfo* info) {
   }
   if (N > 0 && err == cudaSuccess) {
     if (a.log_probs_input) {
-      if (a.grad_logits) {
-        step(cudaMemsetAsync(a.grad_logits, 0, static_cast<size_t>(N * C) * sizeof(T), stream),
-             "cudaMemsetAsync(grad)");
-      }
-      if (err == cudaSuccess) {
-        const int64_t blocks = (N + 255) / 256;
-        nll_rows<T><<<static_cast<unsigned>(blocks < 65536 ? blocks : 65536), 256, 0, stream>>>(p);
-        step(cudaGetLastError(), "nll_rows launch");
+      const int64_t blocks = (N + 255) / 256;
+      nll_rows<T><<<static_cast<unsigned>(blocks < 65536 ? blocks : 65536), 256, 0, stream>>>(p);
+      step(cudaGetLastError(), "nll_rows launch");
+      if (a.grad_logits && err == cudaSuccess) {
+        const int64_t gblocks = (N + 7) / 8;  // 8 warps, 8 rows, per block
+        nll_grad<T><<<static_cast<unsigned>(gblocks < 65536 ? gblocks : 65536), 256, 0, stream>>>(p);
+        step(cudaGetLastError(), "nll_grad launch");
       }
     } else {
       bool launched = false;
@@ -800,7 +824,7 @@ Status launch_ce(const CrossEntropyArgs& a, StatusInfo* info) {
   if (reduce && err == cudaSuccess) {
     if (nchunks > 0) {
       loss_stage1<A><<<static_cast<unsigned>(nchunks), kReduceThreads, 0, stream>>>(
-          static_cast<const A*>(p.row_loss), N, p.loss_part);
+          static_cast<const A*>(p.row_loss), N, p.hdr, p.loss_part);
       step(cudaGetLastError(), "loss_stage1 launch");
     }
     if (err == cudaSuccess) {

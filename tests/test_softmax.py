@@ -339,14 +339,35 @@ def test_inplace_grad_bumps_torch_version_counter(rng):
         z.backward()
 
 
-def test_inplace_grad_with_a_bad_label_leaves_the_logits(rng):
+@pytest.mark.parametrize("log_probs", [False, True])
+def test_inplace_grad_with_a_bad_label_leaves_the_logits(rng, log_probs):
     x = rng.standard_normal((9, 33)).astype(np.float32)
     y = rng.integers(0, 33, 9)
     y[4] = 33
     buf = x.copy()
     with pytest.raises(IndexError, match="position 4"):
-        lossx.cross_entropy(buf, y, return_grad=True, return_lse=True, inplace_grad=True)
+        lossx.cross_entropy(buf, y, return_grad=True, return_lse=not log_probs, inplace_grad=True,
+                            _log_probs=log_probs)
     np.testing.assert_array_equal(buf, x)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, "bfloat16"])
+def test_inplace_nll_reads_the_log_probs_before_zeroing(rng, dtype):
+    # The kernel API allows the gradient over the input for nll too; each row
+    # used to be zeroed before its x[y] was read, giving a loss of -0.
+    dt = BF16 if dtype == "bfloat16" else np.dtype(dtype)
+    if dt is None:
+        pytest.skip("no bfloat16 dtype")
+    x = np.log(rng.dirichlet(np.ones(37), size=21)).astype(dt)
+    y = rng.integers(0, 37, 21)
+    y[3] = -100
+    want = lossx.cross_entropy(x, y, reduction="none", return_grad=True, _log_probs=True)
+    buf = x.copy()
+    got = lossx.cross_entropy(buf, y, reduction="none", return_grad=True, inplace_grad=True, _log_probs=True)
+    assert got[1] is buf
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_array_equal(buf.astype(np.float32), want[1].astype(np.float32))
+    assert np.all(got[0][y >= 0] > 0)
 
 
 @pytest.mark.parametrize("C", [1, 2, 7, 33, 64, 65])

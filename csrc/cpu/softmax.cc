@@ -958,13 +958,14 @@ void NllRows(const CrossEntropyArgs& a, const A* w, const A* sw, const A* scale,
   const size_t row_bytes = static_cast<size_t>(C) * dtype_size(kDt);
   for (int64_t i = b; i < e; ++i) {
     const int64_t y = labels[i];
+    // x[y] is read before the row is zeroed: the gradient may be written over x.
+    const A xv = y == ignore ? A(0) : LoadAs<A>(x, kDt, i * C + y);
     if (g) std::memset(static_cast<char*>(g) + i * static_cast<int64_t>(row_bytes), 0, row_bytes);
     if (y == ignore) {
       row_loss[i] = 0;
       continue;
     }
     const A wy = w ? w[y] : A(1);
-    const A xv = LoadAs<A>(x, kDt, i * C + y);
     row_loss[i] = -(sw ? sw[i] : A(1)) * wy * xv;
     if (g) StoreAs<A>(-scale[i] * wy, g, kDt, i * C + y);
   }

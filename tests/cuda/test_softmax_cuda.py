@@ -334,16 +334,55 @@ def test_inplace_grad_with_lse_ignored_rows_and_large_rows(ce_kernel, lib, rng):
         check(lib, lse2, lossx.logsumexp(x, dim=1), np.float32, "lse of every row")
 
 
-def test_inplace_grad_with_a_bad_label_leaves_the_logits(ce_kernel, lib, rng):
+@pytest.mark.parametrize("log_probs", [False, True])
+def test_inplace_grad_with_a_bad_label_leaves_the_logits(ce_kernel, lib, rng, log_probs):
     # As on the CPU: the call fails and the logits are untouched (the
-    # kernels return at once when ce_prep has recorded a bad label).
+    # kernels return at once when ce_prep has recorded a bad label; nll's
+    # gradient was a memset queued before the check, which zeroed them).
     x = rand_logits(rng, (9, 4096), np.float32)
     y = rng.integers(0, 4096, size=9).astype(np.int64)
     y[4] = 4096
     dx = to_dev(lib, x)
     with pytest.raises(IndexError, match="position 4"):
-        lossx.cross_entropy(dx, to_dev(lib, y), return_grad=True, return_lse=True, inplace_grad=True)
+        lossx.cross_entropy(dx, to_dev(lib, y), return_grad=True, return_lse=not log_probs, inplace_grad=True,
+                            _log_probs=log_probs)
     np.testing.assert_array_equal(to_np(dx), x)
+
+
+@pytest.mark.parametrize("dtype", [F32, F16])
+@pytest.mark.parametrize("C", [7, 4096])
+def test_inplace_nll(lib, rng, dtype, C):
+    # The gradient kernel runs after the loss kernel has read x[y]: in place,
+    # the loss is still right (the memset before made it -0).
+    x = np.log(rng.dirichlet(np.ones(C), size=37)).astype(dtype)
+    y = rng.integers(0, C, 37)
+    y[5] = -100
+    want = lossx.cross_entropy(x, y, reduction="none", return_grad=True, _log_probs=True)
+    dx = to_dev(lib, x)
+    loss, g = lossx.cross_entropy(dx, to_dev(lib, y), reduction="none", return_grad=True, inplace_grad=True,
+                                  _log_probs=True)
+    np.testing.assert_allclose(to_np(loss), want[0], rtol=1e-6)
+    np.testing.assert_array_equal(to_np(dx), want[1])
+
+
+def test_inplace_grad_soft_targets_misaligned_against_the_gradient_target(ce_kernel, lib, rng):
+    # Logits at a 4-byte offset from a 16-byte boundary, grad_target freshly
+    # allocated (aligned): the two gradient passes deal elements to threads
+    # differently, and the logits gradient overwrote x[j] before grad_target's
+    # pass had read it, without a barrier between them.
+    if lib != "torch":
+        pytest.skip("an offset view that stays C-contiguous and writable: torch")
+    C = 4096
+    base = torch.randn(4 * C + 1, device="cuda")
+    x = base[1:].view(4, C)
+    p = torch.rand(4, C, device="cuda")
+    p /= p.sum(1, keepdim=True)
+    want_loss, (want_g, want_gt) = lossx.cross_entropy(x.clone(), p, reduction="none", return_grad=True)
+    loss, (g, gt) = lossx.cross_entropy(x, p, reduction="none", return_grad=True, inplace_grad=True)
+    assert g.data_ptr() == x.data_ptr()
+    torch.testing.assert_close(loss, want_loss, rtol=0, atol=0)
+    torch.testing.assert_close(gt, want_gt, rtol=0, atol=0)
+    torch.testing.assert_close(g, want_g, rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("base", [0.0, 1e4])
