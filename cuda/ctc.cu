@@ -153,15 +153,23 @@ LOSSX_HD void ctc_sample(const Team& tm, const CtcParams<T>& P, int64_t b) {
   double* G = P.dws + D.goff;
   int64_t* nxt = P.iws + D.loff;  // next label of the same class, or -1
   int64_t* first = nxt + L;       // 1 where no earlier label has the class
-  for (int64_t c = tm.lane; c < C; c += tm.size) G[c] = 0.0;
-  for (int64_t j = tm.lane; j < L; j += tm.size) {
-    int64_t k = j + 1;
-    while (k < L && y[k] != y[j]) ++k;
-    nxt[j] = k < L ? k : -1;
-    int64_t p = 0;
-    while (p < j && y[p] != y[j]) ++p;
-    first[j] = p == j;
+  // In O(L + C), not by a scan per label (O(L^2), seconds for L near 1e5):
+  // walking the labels backwards, G (C doubles, zeroed after) holds per class
+  // the index of the latest label seen, so the first index left is each
+  // class's first. The labels were checked to be in [0, C) before the launch.
+  long long* seen = reinterpret_cast<long long*>(G);
+  for (int64_t c = tm.lane; c < C; c += tm.size) seen[c] = -1;
+  tm.sync();
+  if (tm.lane == 0) {
+    for (int64_t j = L - 1; j >= 0; --j) {
+      nxt[j] = seen[y[j]];
+      seen[y[j]] = j;
+    }
   }
+  tm.sync();
+  for (int64_t j = tm.lane; j < L; j += tm.size) first[j] = seen[y[j]] == j;
+  tm.sync();
+  for (int64_t c = tm.lane; c < C; c += tm.size) G[c] = 0.0;
   tm.sync();
 
   // grad_t(c) = scale ((exp(x) - unvisited) - G[c]): the CPU's GradRow, torch's
