@@ -158,10 +158,10 @@ LOSSX_HD void hinge_row(const Team& tm, const RowParams<T>& k, int64_t i) {
   for (int64_t j = tm.lane; j < C; j += tm.size) {
     const A tv = ld<A>(t, j), pv = ld<A>(p, j);
     pos = d_fma(tv, pv, pos);
-    neg = d_max(neg, (A(1) - tv) * pv);
+    neg = OpMaxNaN{}(neg, (A(1) - tv) * pv);  // Keras' max propagates NaN (so does the CPU's)
   }
   pos = tm.reduce(pos, OpSum());
-  neg = tm.reduce(neg, OpMax());
+  neg = tm.reduce(neg, OpMaxNaN());
   const A x = neg - pos + A(1);
   const bool nan = is_nan(x);
   if (tm.lane == 0) k.row_loss[i] = (x > A(0) || nan) ? x : A(0);

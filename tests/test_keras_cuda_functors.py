@@ -165,3 +165,20 @@ def test_hinge_first_maximum_and_zero_loss(host_lib):
     cl, cg = cpu_call("categorical_hinge", t, p, {}, go)
     np.testing.assert_array_equal(hl, cl)
     np.testing.assert_array_equal(hg, cg)
+
+
+def test_hinge_nan_product_propagates(host_lib):
+    # (1 - t) p is NaN where t = 1 and p = inf (row 0), or where p is NaN at a
+    # position that is not the largest (row 1): Keras' max propagates it, and
+    # both devices now do (fmax on the GPU and x86's max on the CPU dropped it
+    # or not by position, giving loss 0 for row 0).
+    t = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 1.0, 0.0]])
+    p = np.array([[np.inf, 0.5, 0.2], [np.nan, 0.2, 3.0], [0.7, 0.2, 0.1]])
+    go = np.ones(3)
+    hl, hg = run_host(host_lib, "categorical_hinge", t, p, {}, go)
+    cl, cg = cpu_call("categorical_hinge", t, p, {}, go)
+    assert np.isnan(hl[:2]).all() and np.isnan(cl[:2]).all(), (hl, cl)
+    assert np.isnan(hg[:2]).all() and np.isnan(cg[:2]).all()
+    np.testing.assert_allclose(hl[2], 1.5, rtol=1e-15)
+    np.testing.assert_array_equal(hl, cl)
+    np.testing.assert_array_equal(hg, cg)

@@ -229,12 +229,18 @@ void HingeRowsImpl(const KerasJob& job, int64_t begin, int64_t end) {
     const T* p = KRowOf<T>(job.p, job.dtype, off, C, sc, sc.p);
     const T* t = KRowOf<T>(job.t, job.dtype, off, C, sc, sc.t);
     auto pos = hn::Zero(d), neg = hn::Set(d, ninf);
+    auto nan_seen = hn::FirstN(d, 0);
     for (int64_t j = 0; j < C; j += L) {
       const auto tv = KLoad(d, t, j, C), pv = KLoad(d, p, j, C, ninf);
       pos = hn::MulAdd(tv, hn::IfThenElseZero(KValid(d, j, C), pv), pos);
-      neg = hn::Max(neg, hn::Mul(hn::Sub(one, tv), pv));
+      const auto v = hn::Mul(hn::Sub(one, tv), pv);
+      nan_seen = hn::Or(nan_seen, hn::IsNaN(v));
+      neg = hn::Max(neg, v);
     }
-    const T ng = hn::GetLane(hn::MaxOfLanes(d, neg));
+    // Keras' max (and torch's) propagates NaN; x86's max keeps or drops it by
+    // operand order, so a NaN among the (1 - t) p is made the max explicitly.
+    const T ng = hn::AllFalse(d, nan_seen) ? hn::GetLane(hn::MaxOfLanes(d, neg))
+                                            : std::numeric_limits<T>::quiet_NaN();
     const T x = ng - KSum(d, pos) + T(1);
     const bool nan = std::isnan(x);
     row_loss[i] = (x > 0 || nan) ? x : T(0);
