@@ -313,18 +313,23 @@ __device__ __forceinline__ A capped(A v, bool cap, A s, A inv) {
   return cap ? s * tanh_acc(v * inv) : v;
 }
 
-template <typename T>
+// kPlain: hard labels without softcap, label smoothing or a target gradient,
+// the common call, compiled apart so that the options' code and registers are
+// gone from it (the bf16/fp16 kernel spilled 270 bytes per thread with them).
+template <typename T, bool kPlain>
 __global__ void __launch_bounds__(1024) ce_rows(CEParams p) {
   using A = typename AccOf<T>::type;
   __shared__ MS<A> sm_ms[33];
   __shared__ A sm_a[33];
   const int64_t N = p.N, C = p.C;
-  const bool cap = p.softcap > 0;
+  const bool cap = !kPlain && p.softcap > 0;
   const A capv = static_cast<A>(p.softcap), capinv = cap ? A(1) / capv : A(0);
-  const A eps = static_cast<A>(p.eps), zl = static_cast<A>(p.zl);
+  const A eps = kPlain ? A(0) : static_cast<A>(p.eps), zl = static_cast<A>(p.zl);
+  const bool hard = kPlain || p.labels != nullptr;
   const A inv_c = A(1) / static_cast<A>(C);
   const A* w = static_cast<const A*>(p.w);
-  const bool want_grad = p.grad != nullptr || p.grad_t != nullptr;
+  T* const grad_t = kPlain ? nullptr : static_cast<T*>(p.grad_t);
+  const bool want_grad = p.grad != nullptr || grad_t != nullptr;
   A* row_loss = static_cast<A*>(p.row_loss);
   A* lse_out = static_cast<A*>(p.lse);
 
@@ -336,7 +341,7 @@ __global__ void __launch_bounds__(1024) ce_rows(CEParams p) {
     const T* x = static_cast<const T*>(p.x) + off;
     int64_t y = -1;
     bool ignored = false;
-    if (p.labels) {
+    if (hard) {
       y = p.labels[i];
       // Out-of-range labels were recorded by ce_prep and fail the call; the
       // row is treated as ignored so that nothing is read out of bounds.
@@ -349,7 +354,7 @@ __global__ void __launch_bounds__(1024) ce_rows(CEParams p) {
         continue;
       }
     }
-    const T* t = p.labels ? nullptr : static_cast<const T*>(p.target) + off;
+    const T* t = hard ? nullptr : static_cast<const T*>(p.target) + off;
 
     // Pass 1: online softmax, plus the loss coefficients that need the row:
     // acc = sum a_j (z_j - c) (smoothing or soft targets), asum = sum a_j (soft).
@@ -358,7 +363,7 @@ __global__ void __launch_bounds__(1024) ce_rows(CEParams p) {
     // the size of the row's spread, not of its values (the CPU shifts by the max).
     MS<A> st{neg_inf<A>(), A(0), false};
     A acc = 0, asum = 0;
-    const bool need_acc = !p.labels || eps > A(0);
+    const bool need_acc = !hard || eps > A(0);
     A c = 0;
     if (need_acc) {
       c = capped<T, A>(to_acc(x[0]), cap, capv, capinv);
@@ -371,7 +376,7 @@ __global__ void __launch_bounds__(1024) ce_rows(CEParams p) {
       const A z = capped<T, A>(to_acc(raw), cap, capv, capinv);
       ms_add(st, z);
       if (need_acc) {
-        if (p.labels) {
+        if (hard) {
           acc += (w ? w[j] : A(1)) * (z - c);
         } else {
           A a = (A(1) - eps) * to_acc(t[j]) + eps * inv_c;
@@ -383,11 +388,11 @@ __global__ void __launch_bounds__(1024) ce_rows(CEParams p) {
     });
     // z_y before the row's reductions: with inplace_grad, warps past the last
     // barrier below start overwriting x with the gradient, x[y] included.
-    const A zy = (p.labels && !ignored) ? capped<T, A>(to_acc(x[y]), cap, capv, capinv) : A(0);
+    const A zy = (hard && !ignored) ? capped<T, A>(to_acc(x[y]), cap, capv, capinv) : A(0);
     st = block_ms(st, sm_ms);
     if (need_acc) {
       acc = block_sum(acc, sm_a);
-      if (!p.labels) asum = block_sum(asum, sm_a);
+      if (!hard) asum = block_sum(asum, sm_a);
     }
     const A lse = lse_of(st);
     if (lse_out && threadIdx.x == 0) lse_out[i] = lse;
@@ -399,7 +404,7 @@ __global__ void __launch_bounds__(1024) ce_rows(CEParams p) {
     }
 
     A Acoef, AZ;
-    if (p.labels) {
+    if (hard) {
       const A wy = w ? w[y] : A(1);
       Acoef = (A(1) - eps) * wy;
       AZ = Acoef * (zy - c);
@@ -414,7 +419,7 @@ __global__ void __launch_bounds__(1024) ce_rows(CEParams p) {
     A loss = Acoef * (lse == lse ? (st.m - c) + log_loss(st.s) : lse) - AZ;  // Acoef (lse - c) - AZ
     // Plain hard labels: w_y (log s + (m - z_y)) avoids the cancellation of
     // lse - z_y when the logits are large (the CPU path computes the same).
-    if (p.labels && eps == A(0) && lse == lse) loss = Acoef * (log_loss(st.s) + (st.m - zy));
+    if (hard && eps == A(0) && lse == lse) loss = Acoef * (log_loss(st.s) + (st.m - zy));
     if (zl != A(0)) loss += zl * lse * lse;
     if (threadIdx.x == 0) row_loss[i] = (p.sw ? ldA<A>(p.sw, i) : A(1)) * loss;
     if (!want_grad) continue;
@@ -422,10 +427,10 @@ __global__ void __launch_bounds__(1024) ce_rows(CEParams p) {
     // Pass 2: gradient, re-reading the row (from L2: see the grid size).
     const A scale = row_scale<A>(p, i, false);
     const A coef = scale * (Acoef + A(2) * zl * lse);
-    if (p.grad_t) {
+    if (grad_t) {
       // d loss / d t_j = scale (1 - eps) w_j (lse - z_j); written before the
       // logits gradient, which may overwrite x (inplace_grad).
-      T* gt = static_cast<T*>(p.grad_t) + off;
+      T* gt = grad_t + off;
       const A k = scale * (A(1) - eps);
       row_map(x, gt, C, [&](int64_t j, T raw) {
         const A z = capped<T, A>(to_acc(raw), cap, capv, capinv);
@@ -441,12 +446,12 @@ __global__ void __launch_bounds__(1024) ce_rows(CEParams p) {
     if (p.grad) {
       T* g = static_cast<T*>(p.grad) + off;
       const A smooth = scale * eps * inv_c;
-      const A wy = p.labels ? (w ? w[y] : A(1)) : A(0);
+      const A wy = hard ? (w ? w[y] : A(1)) : A(0);
       const A corr = scale * (A(1) - eps) * wy;
       row_map(x, g, C, [&](int64_t j, T raw) {
         const A z = capped<T, A>(to_acc(raw), cap, capv, capinv);
         A gv = coef * exp_acc(z - lse);
-        if (p.labels) {
+        if (hard) {
           if (eps > A(0)) gv -= smooth * (w ? w[j] : A(1));
           if (j == y) gv -= corr;
         } else {
@@ -811,11 +816,12 @@ Status launch_ce(const CrossEntropyArgs& a, StatusInfo* info) {
         const int threads = threads_for(C, sizeof(T));
         int grid = 1;
         const bool two_pass = a.grad_logits != nullptr || a.grad_target != nullptr;
-        step(grid_for(ce_rows<T>, guard.device(), threads, N, two_pass ? C * static_cast<int64_t>(sizeof(T)) : 0,
-                      &grid),
+        const bool plain = hard && a.softcap == 0 && a.label_smoothing == 0 && a.grad_target == nullptr;
+        void (*const rows)(CEParams) = plain ? ce_rows<T, true> : ce_rows<T, false>;
+        step(grid_for(rows, guard.device(), threads, N, two_pass ? C * static_cast<int64_t>(sizeof(T)) : 0, &grid),
              "device attributes");
         if (err == cudaSuccess) {
-          ce_rows<T><<<grid, threads, 0, stream>>>(p);
+          rows<<<grid, threads, 0, stream>>>(p);
           step(cudaGetLastError(), "ce_rows launch");
         }
       }
