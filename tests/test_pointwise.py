@@ -321,6 +321,24 @@ def test_value_rule_scan_finds_first_bad_element(rng, dt, rule):
             assert _first_invalid(v, code, rule) == pos, (pos, bad)
 
 
+@pytest.mark.parametrize("dt", [np.float32, np.float64])
+def test_value_rule_scan_first_bad_across_threads(rng, threads, dt):
+    # 40 blocks of 4096: several per thread. A bad value in a late block (the
+    # second thread's) and one in an earlier block: the earlier one is named,
+    # whatever the thread count and whichever thread finishes first.
+    from lossx.pointwise import _first_invalid
+    code = 0 if dt == np.float32 else 1
+    n = 40 * 4096 + 3
+    v = np.where(rng.random(n) < 0.5, -1.0, 1.0).astype(dt)
+    assert _first_invalid(v, code, 0) == -1
+    v[35 * 4096 + 7] = 0.0
+    assert _first_invalid(v, code, 0) == 35 * 4096 + 7
+    v[6 * 4096 + 100] = np.nan
+    assert _first_invalid(v, code, 0) == 6 * 4096 + 100
+    v[n - 1] = 3.0
+    assert _first_invalid(v, code, 0) == 6 * 4096 + 100
+
+
 def test_smooth_l1_negative_beta():
     with pytest.raises(ValueError, match="beta"):
         lossx.smooth_l1_loss(np.zeros(3), np.zeros(3), beta=-0.1)
