@@ -477,7 +477,7 @@ Status KerasImpl(const KerasRowsArgs& a, StatusInfo* info) {
       job.row_loss = row_loss;
       job.grad = a.grad;
       const bool hinge = a.kind == KerasLoss::kCategoricalHinge;
-      parallel_for(N, grain_for(C), [&](int64_t b, int64_t e) {
+      parallel_for(N, grain_for(C, kExpChunk), [&](int64_t b, int64_t e) {
         if (hinge) {
           if (f64) HWY_DYNAMIC_DISPATCH(HingeRowsF64)(job, b, e);
           else HWY_DYNAMIC_DISPATCH(HingeRowsF32)(job, b, e);

@@ -1083,7 +1083,7 @@ Status CrossEntropyImpl(const CrossEntropyArgs& a, StatusInfo* info) {
     const size_t row_bytes = static_cast<size_t>(C) * sizeof(A);
     job.stream_grad = a.grad_logits && C >= 8192 && N * C >= (int64_t{1} << 22) &&
                       reinterpret_cast<uintptr_t>(a.grad_logits) % 64 == 0 && row_bytes % 64 == 0;
-    const int64_t grain = job.stream_grad ? grain_for(C, 1 << 18) : grain_for(C);
+    const int64_t grain = job.stream_grad ? grain_for(C, 1 << 18) : grain_for(C, kExpChunk);
     parallel_for(N, grain, [&](int64_t b, int64_t e) {
       if (sizeof(A) == 8) {
         HWY_DYNAMIC_DISPATCH(CERowsF64)(job, b, e);
@@ -1101,7 +1101,7 @@ Status CrossEntropyImpl(const CrossEntropyArgs& a, StatusInfo* info) {
 template <typename A>
 Status SoftmaxImpl(const SoftmaxArgs& a) {
   SoftmaxJob job{a.dtype, a.cols, a.input, a.log_softmax, a.out, a.grad_output, a.grad_input};
-  parallel_for(a.rows, grain_for(a.cols), [&](int64_t b, int64_t e) {
+  parallel_for(a.rows, grain_for(a.cols, kExpChunk), [&](int64_t b, int64_t e) {
     if (sizeof(A) == 8) {
       HWY_DYNAMIC_DISPATCH(SoftmaxRowsF64)(job, b, e);
     } else {
