@@ -55,9 +55,11 @@ py::object ce_plain(py::handle logits, py::handle labels, py::handle ignore_inde
     return py::none();
   auto x = py::reinterpret_borrow<py::array>(logits);
   auto y = py::reinterpret_borrow<py::array>(labels);
-  const int xt = x.dtype().num();
-  const int yt = y.dtype().num();
-  if ((xt != kNpyFloat && xt != kNpyDouble) || (yt != kNpyLong && yt != kNpyLongLong) || y.itemsize() != 8)
+  const py::dtype xd = x.dtype(), yd = y.dtype();
+  const int xt = xd.num(), yt = yd.num();
+  // Native byte order too: a '>f4' array has float32's type number.
+  if ((xt != kNpyFloat && xt != kNpyDouble) || (yt != kNpyLong && yt != kNpyLongLong) || yd.itemsize() != 8 ||
+      xd.byteorder() != '=' || yd.byteorder() != '=')
     return py::none();
   const int64_t N = x.shape(0), C = x.shape(1);
   if (N < 1 || C < 1 || y.shape(0) != N) return py::none();

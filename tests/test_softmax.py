@@ -911,7 +911,7 @@ def test_plain_call_all_ignored_and_bad_labels(monkeypatch):
 
 
 @pytest.mark.parametrize("case", ["int32", "uint64", "fortran", "strided", "1d", "3d", "float16", "np_int_ignore",
-                                  "truthy_grad", "empty", "subclass"])
+                                  "truthy_grad", "empty", "subclass", "swapped_labels", "swapped_logits"])
 def test_plain_call_leaves_other_inputs_to_the_general_path(rng, monkeypatch, case):
     x = rng.standard_normal((6, 5)).astype(np.float32)
     y = rng.integers(0, 5, 6)
@@ -939,6 +939,15 @@ def test_plain_call_leaves_other_inputs_to_the_general_path(rng, monkeypatch, ca
         x, y = x[:0], y[:0]
     elif case == "subclass":
         x = x.view(np.matrix)  # not an exact ndarray: the general path decides
+    elif case == "swapped_labels":
+        y = y.astype(">i8")  # int64's type number, bytes the other way round
+    elif case == "swapped_logits":
+        x = x.astype(">f4")
+        taken = _spy_plain(monkeypatch)
+        with pytest.raises(TypeError, match="got >f4"):  # not read as native float32
+            lossx.cross_entropy(x, y)
+        assert taken == [False]
+        return
     taken = _spy_plain(monkeypatch)
     got = lossx.cross_entropy(x, y, **kw)
     # A truthy return_grad is return_grad=True, and still a plain call.
