@@ -63,6 +63,9 @@ py::object ce_plain(py::handle logits, py::handle labels, py::handle ignore_inde
     return py::none();
   const int64_t N = x.shape(0), C = x.shape(1);
   if (N < 1 || C < 1 || y.shape(0) != N) return py::none();
+  // A large gradient comes from the general path's buffer cache (fresh pages
+  // fault; 64-byte alignment lets it stream): 2x faster at 1024x32000.
+  if (want_grad && N * C * x.itemsize() >= (int64_t{1} << 22)) return py::none();
   const int red = plain_reduction(reduction);
   int overflow = 0;
   const long long ig = PyLong_AsLongLongAndOverflow(ignore_index.ptr(), &overflow);

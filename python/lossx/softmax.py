@@ -15,6 +15,7 @@ from ._backend import ACC_OFFSET, backend_for
 
 _NORMALIZERS = {None: 0, "valid": 1, "weights": 2}
 _ndarray = np.ndarray
+_NUMBERS = (float, int)  # plain-call options; anything else goes to the checks
 
 
 def _grad_output_arg(be, fn, grad_output, reduction, loss_shape, acc_code):
@@ -92,6 +93,7 @@ def cross_entropy(
     """
     if (type(input) is _ndarray and type(target) is _ndarray and weight is None and sample_weight is None
             and normalizer is None and softcap is None and grad_output is None
+            and label_smoothing.__class__ in _NUMBERS and z_loss.__class__ in _NUMBERS
             and not (label_smoothing or z_loss or return_lse or inplace_grad)):
         # The plain call runs in C++ in one step (None: not a plain call after all).
         out = _core.ce_plain(input, target, ignore_index, reduction, _log_probs, True if return_grad else False)
