@@ -42,8 +42,9 @@ inline int64_t grain_for(int64_t row_len, int64_t target = 1 << 15) {
 // 10 us, so calls of 10-60 thousand elements ran on one thread. With 2^13 on
 // the 2-core AVX2 guest: CE 256x100 10.1 -> 7.8 us, 2048x33 19.8 -> 15.0 us,
 // log_softmax 2048x33 41.7 -> 27.7 us, categorical focal 256x100 52.7 -> 36.7 us.
-// Rows are independent and the reductions run over rows, so the bits do not
-// depend on the chunking.
+// Chunks depend only on the problem size, so the bits do not depend on the
+// thread count. (They can on the chunk size: for C <= 64 a chunk's last rows
+// may miss a short-row block and take the row path, equal to rounding.)
 constexpr int64_t kExpChunk = 1 << 13;
 
 // Deterministic sum in double: fixed blocks of 1024, summed in order; within
