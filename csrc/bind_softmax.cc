@@ -84,14 +84,14 @@ py::object ce_plain(py::handle logits, py::handle labels, py::handle ignore_inde
   double scalar[1] = {0.0};  // one value of the accumulation type (float or double)
   py::array loss_rows;
   if (red == 0) {
-    loss_rows = py::array(x.dtype(), std::vector<py::ssize_t>{N});
+    loss_rows = py::array(xd, std::vector<py::ssize_t>{N});
     a.loss = loss_rows.mutable_data();
   } else {
     a.loss = scalar;
   }
   py::array grad;
   if (want_grad) {
-    grad = py::array(x.dtype(), std::vector<py::ssize_t>{N, C});
+    grad = py::array(xd, std::vector<py::ssize_t>{N, C});
     a.grad_logits = grad.mutable_data();
   }
   StatusInfo info;

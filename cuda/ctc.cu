@@ -155,19 +155,19 @@ LOSSX_HD void ctc_sample(const Team& tm, const CtcParams<T>& P, int64_t b) {
   int64_t* first = nxt + L;       // 1 where no earlier label has the class
   // In O(L + C), not by a scan per label (O(L^2), seconds for L near 1e5):
   // walking the labels backwards, G (C doubles, zeroed after) holds per class
-  // the index of the latest label seen, so the first index left is each
-  // class's first. The labels were checked to be in [0, C) before the launch.
-  long long* seen = reinterpret_cast<long long*>(G);
-  for (int64_t c = tm.lane; c < C; c += tm.size) seen[c] = -1;
+  // the index of the latest label seen (as a double: exact below 2^53, and no
+  // second type for the same memory), so the first index left is each class's
+  // first. The labels were checked to be in [0, C) before the launch.
+  for (int64_t c = tm.lane; c < C; c += tm.size) G[c] = -1.0;
   tm.sync();
   if (tm.lane == 0) {
     for (int64_t j = L - 1; j >= 0; --j) {
-      nxt[j] = seen[y[j]];
-      seen[y[j]] = j;
+      nxt[j] = static_cast<int64_t>(G[y[j]]);
+      G[y[j]] = static_cast<double>(j);
     }
   }
   tm.sync();
-  for (int64_t j = tm.lane; j < L; j += tm.size) first[j] = seen[y[j]] == j;
+  for (int64_t j = tm.lane; j < L; j += tm.size) first[j] = G[y[j]] == static_cast<double>(j);
   tm.sync();
   for (int64_t c = tm.lane; c < C; c += tm.size) G[c] = 0.0;
   tm.sync();
