@@ -6,6 +6,7 @@
 #include <pybind11/stl.h>
 
 #include "bindings.h"
+#include "cpu/pointwise.h"
 #include "cpu/value_checks.h"
 
 namespace lossx {
@@ -27,6 +28,18 @@ void bind_pointwise(py::module_& m) {
   for (int k = 0; k < static_cast<int>(PointwiseLoss::kCount); ++k)
     if (pointwise_has_cuda(static_cast<PointwiseLoss>(k))) cuda_names.emplace_back(pointwise_name(static_cast<PointwiseLoss>(k)));
   m.attr("pointwise_cuda_names") = cuda_names;
+
+  m.def(
+      "_log1p_unit_max_ulp",
+      [](py::array x, int which) {
+        const bool f64 = x.dtype().is(py::dtype::of<double>());
+        if (!f64 && !x.dtype().is(py::dtype::of<float>())) throw py::type_error("float32 or float64 expected");
+        if (!(x.flags() & py::array::c_style)) throw py::value_error("C-contiguous array expected");
+        return cpu::log1p_unit_max_ulp(x.data(), f64, x.size(), which);
+      },
+      py::arg("x"), py::arg("which") = 0,
+      "Internal: max ulp error of the pointwise kernels' log1p on [0, 1] (which=0), of "
+      "log1p(exp(-|x|)) (1) and of sigmoid(x) (2).");
 
   m.def(
       "first_invalid",

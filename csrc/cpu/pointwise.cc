@@ -87,17 +87,25 @@ HWY_INLINE V ExpInf(D d, V v) {
   return hn::Exp(d, hn::Min(v, hn::Set(d, sizeof(T) == 4 ? T(100) : T(1000))));
 }
 
-// e = exp(-|z|) and log1p(e): the shared pieces of softplus and sigmoid.
+// e = exp(-|z|), log1p(e) and inv = 1 / (1 + e): the shared pieces of
+// softplus and sigmoid. One division r = 1 / ((1 + e)(2 + e)) gives both
+// inv = (2 + e) r and log1p's s = e / (2 + e) = e (1 + e) r (Log1pFromS), a
+// few ulp of float32 instead of a second division; forward-only kernels drop
+// inv. Before: Highway's Log1p and a division for the sigmoid, 3 divisions
+// per element in a forward+backward.
 template <class D, class V = hn::Vec<D>>
-HWY_INLINE void ExpNegAbs(D d, V z, V& e, V& lp) {
+HWY_INLINE void ExpNegAbs(D d, V z, V& e, V& lp, V& inv) {
+  using T = hn::TFromD<D>;
   e = FastExp(d, hn::Neg(hn::Abs(z)));
-  lp = hn::Log1p(d, e);
+  const auto ope = hn::Add(hn::Set(d, T(1)), e), tpe = hn::Add(hn::Set(d, T(2)), e);
+  const auto r = hn::Div(hn::Set(d, T(1)), hn::Mul(ope, tpe));
+  inv = hn::Mul(tpe, r);
+  lp = Log1pFromS(d, hn::Mul(hn::Mul(e, ope), r));
 }
 
-// sigmoid(z) from e = exp(-|z|), never forming exp(+large).
+// sigmoid(z) from e = exp(-|z|) and inv = 1 / (1 + e), never forming exp(+large).
 template <class D, class V = hn::Vec<D>>
-HWY_INLINE V SigmoidFrom(D d, V z, V e) {
-  const auto inv = hn::Div(hn::Set(d, 1), hn::Add(hn::Set(d, 1), e));
+HWY_INLINE V SigmoidFrom(D d, V z, V e, V inv) {
   return hn::IfThenElse(hn::Ge(z, hn::Zero(d)), inv, hn::Mul(e, inv));
 }
 
@@ -165,11 +173,11 @@ struct HuberFn {
 struct BCEWithLogitsFn {
   LOSSX_PW_EVAL {
     const auto one = hn::Set(d, 1);
-    hn::Vec<D> e, lp;
-    ExpNegAbs(d, x, e, lp);
+    hn::Vec<D> e, lp, inv;
+    ExpNegAbs(d, x, e, lp, inv);
     const auto spn = hn::Add(hn::Max(hn::Neg(x), hn::Zero(d)), lp);
     const auto omy = hn::Sub(one, y);
-    const auto sig = SigmoidFrom(d, x, e);
+    const auto sig = SigmoidFrom(d, x, e, inv);
     if (!p.has_pw) {
       l = hn::MulAdd(omy, x, spn);
       gx = hn::Sub(sig, y);
@@ -178,7 +186,7 @@ struct BCEWithLogitsFn {
       const auto pm1 = hn::Sub(pw, one);
       const auto lw = hn::MulAdd(pm1, y, one);
       l = hn::MulAdd(omy, x, hn::Mul(lw, spn));
-      const auto sign = SigmoidFrom(d, hn::Neg(x), e);  // 1 - sigmoid(x) without cancellation
+      const auto sign = SigmoidFrom(d, hn::Neg(x), e, inv);  // 1 - sigmoid(x) without cancellation
       gx = hn::NegMulAdd(lw, sign, omy);
       gy = hn::MulAdd(pm1, spn, hn::Neg(x));
     }
@@ -195,10 +203,10 @@ struct SoftMarginFn {
   LOSSX_PW_EVAL {
     (void)p; (void)pw;
     const auto z = hn::Neg(hn::Mul(y, x));
-    hn::Vec<D> e, lp;
-    ExpNegAbs(d, z, e, lp);
+    hn::Vec<D> e, lp, inv;
+    ExpNegAbs(d, z, e, lp, inv);
     l = KeepNaN(z, hn::Add(hn::Max(z, hn::Zero(d)), lp));
-    const auto s = KeepNaN(z, SigmoidFrom(d, z, e));
+    const auto s = KeepNaN(z, SigmoidFrom(d, z, e, inv));
     gx = hn::Neg(hn::Mul(y, s));
     gy = hn::Neg(hn::Mul(x, s));
   }
@@ -342,12 +350,12 @@ struct SigmoidFocalFn {
     (void)pw;
     using T = hn::TFromD<D>;
     const auto one = hn::Set(d, T(1)), zero = hn::Zero(d);
-    V e, lp;
-    ExpNegAbs(d, x, e, lp);
+    V e, lp, inv;
+    ExpNegAbs(d, x, e, lp, inv);
     const auto omy = hn::Sub(one, y);
     const auto ce = hn::MulAdd(omy, x, hn::Add(hn::Max(hn::Neg(x), zero), lp));
-    const auto sp = SigmoidFrom(d, x, e);            // p
-    const auto sn = SigmoidFrom(d, hn::Neg(x), e);   // 1 - p, without cancellation
+    const auto sp = SigmoidFrom(d, x, e, inv);            // p
+    const auto sn = SigmoidFrom(d, hn::Neg(x), e, inv);   // 1 - p, without cancellation
     const auto q = hn::MulAdd(sp, omy, hn::Mul(sn, y));
     // f = q^gamma, fd = gamma q^(gamma - 1).
     V f, fd;
@@ -512,9 +520,13 @@ struct KerasLogCoshFn {
     const auto z = hn::Sub(x, y), az = hn::Abs(z);
     const auto lt = hn::Lt(az, one);
     const auto r = hn::Expm1(d, hn::IfThenElse(lt, az, hn::Mul(hn::Set(d, T(-2)), az)));
-    const auto a = hn::IfThenElse(lt, hn::Div(hn::Mul(r, r), hn::Mul(hn::Set(d, T(2)), hn::Add(one, r))),
-                                  hn::Add(r, one));
-    const auto lp = hn::Log1p(d, a);
+    // log1p(a), a = r^2 / (2 (1 + r)) or r + 1, both in [0, 0.55], is
+    // Log1pFromS(a / (2 + a)); that quotient is r^2 / (r^2 + 4 (1 + r)) or
+    // (r + 1) / (r + 3): one division per element for both branches.
+    const auto r2 = hn::Mul(r, r), rp1 = hn::Add(r, one);
+    const auto num = hn::IfThenElse(lt, r2, rp1);
+    const auto den = hn::IfThenElse(lt, hn::MulAdd(hn::Set(d, T(4)), rp1, r2), hn::Add(rp1, hn::Set(d, T(2))));
+    const auto lp = Log1pFromS(d, hn::Div(num, den));
     const auto large = hn::Sub(hn::Add(az, lp), hn::Set(d, T(0.693147180559945309417232)));
     l = KeepNaN(z, hn::IfThenElse(lt, lp, large));
     gx = KeepNaN(z, hn::Tanh(d, z));
@@ -559,10 +571,10 @@ struct KerasBCEFn {
     (void)pw;
     const auto t = KerasSmooth(d, p, y);
     if (p.from_logits) {
-      hn::Vec<D> e, lp;
-      ExpNegAbs(d, x, e, lp);
+      hn::Vec<D> e, lp, inv;
+      ExpNegAbs(d, x, e, lp, inv);
       l = KeepNaN(x, hn::Add(hn::NegMulAdd(x, t, hn::Max(x, hn::Zero(d))), lp));
-      gx = KeepNaN(x, hn::Sub(SigmoidFrom(d, x, e), t));
+      gx = KeepNaN(x, hn::Sub(SigmoidFrom(d, x, e, inv), t));
     } else {
       KerasClippedBCE(d, x, t, l, gx);
     }
@@ -586,10 +598,10 @@ struct KerasBinaryFocalFn {
     hn::Vec<D> u, bce, dbce, dudx;  // 1 - p_t, bce, and their derivatives in x
     if (p.from_logits) {
       const T lo = KerasEps<T>(), hi = static_cast<T>(1.0 - 1e-7);
-      hn::Vec<D> e, lp;
-      ExpNegAbs(d, x, e, lp);
-      const auto pr = KeepNaN(x, SigmoidFrom(d, x, e));
-      const auto omp = KeepNaN(x, SigmoidFrom(d, hn::Neg(x), e));
+      hn::Vec<D> e, lp, inv;
+      ExpNegAbs(d, x, e, lp, inv);
+      const auto pr = KeepNaN(x, SigmoidFrom(d, x, e, inv));
+      const auto omp = KeepNaN(x, SigmoidFrom(d, hn::Neg(x), e, inv));
       const auto below = hn::Lt(pr, hn::Set(d, lo)), above = hn::Gt(pr, hn::Set(d, hi));
       const auto spx = hn::Add(hn::Max(x, hn::Zero(d)), lp);           // softplus(x)
       const auto spn = hn::Add(hn::Max(hn::Neg(x), hn::Zero(d)), lp);  // softplus(-x)
@@ -664,10 +676,10 @@ struct KerasSquaredHingeFn {
 struct TfSigmoidCEFn {
   LOSSX_PW_EVAL {
     (void)p; (void)pw;
-    V e, lp;
-    ExpNegAbs(d, x, e, lp);
+    V e, lp, inv;
+    ExpNegAbs(d, x, e, lp, inv);
     l = hn::Add(hn::NegMulAdd(x, y, hn::Max(x, hn::Zero(d))), lp);
-    gx = KeepNaN(x, hn::Sub(SigmoidFrom(d, x, e), y));
+    gx = KeepNaN(x, hn::Sub(SigmoidFrom(d, x, e, inv), y));
     gy = hn::Zero(d);
   }
 };
@@ -895,6 +907,41 @@ void PointwiseImpl(const PointwiseJob& job, int64_t c0, int64_t c1) {
 void PointwiseF32(const PointwiseJob& j, int64_t c0, int64_t c1) { PointwiseImpl<float>(j, c0, c1); }
 void PointwiseF64(const PointwiseJob& j, int64_t c0, int64_t c1) { PointwiseImpl<double>(j, c0, c1); }
 
+// Accuracy probe for the tests: max ulp error of Log1pUnit (t in [0, 1])
+// against long double log1pl, and of ExpNegAbs's log1p(exp(-|z|)) and sigmoid
+// (which = 1, 2) against long double formulas of the same exp(-|z|).
+template <typename T>
+double Log1pUnitMaxUlp(const T* x, int64_t n, int which) {
+  const hn::ScalableTag<T> d;
+  const int64_t L = static_cast<int64_t>(hn::Lanes(d));
+  double worst = 0;
+  for (int64_t j = 0; j < n; j += L) {
+    HWY_ALIGN T out[hn::MaxLanes(d)];
+    HWY_ALIGN T ev[hn::MaxLanes(d)];
+    const auto v = LoadTail(d, x + j, static_cast<size_t>(std::min<int64_t>(L, n - j)), T(0.5));
+    if (which == 0) {
+      hn::Store(Log1pUnit(d, v), d, out);
+    } else {
+      hn::Vec<decltype(d)> e, lp, inv;
+      ExpNegAbs(d, v, e, lp, inv);
+      hn::Store(which == 1 ? lp : SigmoidFrom(d, v, e, inv), d, out);
+      hn::Store(e, d, ev);
+    }
+    for (int64_t k = 0; k < L && j + k < n; ++k) {
+      const long double t = static_cast<long double>(x[j + k]), e = ev[k];
+      const long double ref = which == 0   ? log1pl(t)
+                              : which == 1 ? log1pl(e)
+                                           : (t >= 0 ? 1.0L / (1.0L + e) : e / (1.0L + e));
+      const T rf = static_cast<T>(ref);
+      const long double ulp = static_cast<long double>(std::nextafter(rf, std::numeric_limits<T>::infinity())) - rf;
+      worst = std::max(worst, static_cast<double>(std::fabs(static_cast<long double>(out[k]) - ref) / ulp));
+    }
+  }
+  return worst;
+}
+double Log1pUnitMaxUlpF32(const float* x, int64_t n, int which) { return Log1pUnitMaxUlp(x, n, which); }
+double Log1pUnitMaxUlpF64(const double* x, int64_t n, int which) { return Log1pUnitMaxUlp(x, n, which); }
+
 }  // namespace HWY_NAMESPACE
 }  // namespace cpu
 }  // namespace lossx
@@ -908,6 +955,13 @@ namespace cpu {
 
 HWY_EXPORT(PointwiseF32);
 HWY_EXPORT(PointwiseF64);
+HWY_EXPORT(Log1pUnitMaxUlpF32);
+HWY_EXPORT(Log1pUnitMaxUlpF64);
+
+double log1p_unit_max_ulp(const void* x, bool f64, int64_t n, int which) {
+  return f64 ? HWY_DYNAMIC_DISPATCH(Log1pUnitMaxUlpF64)(static_cast<const double*>(x), n, which)
+             : HWY_DYNAMIC_DISPATCH(Log1pUnitMaxUlpF32)(static_cast<const float*>(x), n, which);
+}
 
 namespace {
 
@@ -926,6 +980,19 @@ void FinishSplitRows(const PointwiseArgs& a, int64_t chunks, const std::vector<d
     double s = part[static_cast<size_t>(2 * c0 + (r * L % K != 0 ? 1 : 0))];
     for (int64_t c = c0 + 1; c <= c1; ++c) s += part[static_cast<size_t>(2 * c)];
     out[r] = static_cast<A>(s * a.row_scale);
+  }
+}
+
+// The losses without a transcendental function per element.
+bool memory_bound(PointwiseLoss k) {
+  switch (k) {
+    case PointwiseLoss::kL1: case PointwiseLoss::kMse: case PointwiseLoss::kSmoothL1:
+    case PointwiseLoss::kHuber: case PointwiseLoss::kHingeEmbedding: case PointwiseLoss::kMarginRanking:
+    case PointwiseLoss::kKerasMae: case PointwiseLoss::kKerasMape: case PointwiseLoss::kKerasHinge:
+    case PointwiseLoss::kKerasSquaredHinge:
+      return true;
+    default:
+      return false;
   }
 }
 
@@ -948,12 +1015,15 @@ Status PointwiseDriver(const PointwiseArgs& a) {
     if (a.reduction == Reduction::kMean) scale /= divisor;
   }
   PointwiseJob job{&a, scale, partial.data(), row_part.data()};
-  // 4 chunks (32K elements) per thread at least: below that a memory-bound
-  // loss finishes before a second thread has woken up.
+  // A memory-bound loss takes 4 chunks (32K elements) per thread at least:
+  // below that it finishes before a second thread has woken up. The losses
+  // with an exp or a log per element take about 1 ns per element (8 us per
+  // chunk), so one chunk per thread pays: at 512x100 (7 chunks) BCE with
+  // logits and soft_margin ran on one thread while torch used two.
   parallel_for(chunks, 1, [&](int64_t b, int64_t e) {
     if (sizeof(A) == 8) HWY_DYNAMIC_DISPATCH(PointwiseF64)(job, b, e);
     else HWY_DYNAMIC_DISPATCH(PointwiseF32)(job, b, e);
-  }, 4);
+  }, memory_bound(a.kind) ? 4 : 1);
   if (none && row_mode) FinishSplitRows<A>(a, chunks, row_part);
   if (!none) {
     double total = 0.0;

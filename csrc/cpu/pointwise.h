@@ -21,5 +21,9 @@ struct PointwiseJob {
 
 Status cpu_pointwise(const PointwiseArgs& a, StatusInfo* info);
 
+// Test probe: max ulp error of the softplus family's log1p (which = 0:
+// Log1pUnit(x), x in [0, 1]; 1: log1p(exp(-|x|)); 2: sigmoid(x)).
+double log1p_unit_max_ulp(const void* x, bool f64, int64_t n, int which);
+
 }  // namespace cpu
 }  // namespace lossx
